@@ -1,0 +1,68 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# toa.ko, out of tree.
+#
+#   make                 build toa.ko against KDIR (default: the running kernel's build tree)
+#   make install         install it (modules_install + depmod) into the running kernel's tree
+#   make fmt | clippy | rust-analyzer
+#   make demo            set up everything, boot the demo VM, show toa at work
+#   make check           every test: host unit tests + VM integration tests on the debug kernel
+#
+# A Rust module must be built with the rustc that built its kernel and, for a clang-built kernel, with
+# LLVM=1: both are detected from KDIR's .config (override with RUSTC=... LLVM=...).
+
+KDIR ?= /lib/modules/$(shell uname -r)/build
+LLVM ?= $(if $(shell grep -s '^CONFIG_CC_IS_CLANG=y' $(KDIR)/.config),1,)
+LLVM_BIN ?= $(firstword $(wildcard /usr/lib/llvm-19/bin /usr/lib/llvm-18/bin))
+KRUSTC := $(or $(RUSTC),$(shell $(CURDIR)/scripts/kernel-rustc.sh $(KDIR)))
+export PATH := $(if $(LLVM),$(LLVM_BIN):)$(PATH)
+
+KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(if $(LLVM),LLVM=$(LLVM)) RUSTC=$(KRUSTC)
+
+.PHONY: all modules clean install fmt fmt-check clippy rust-analyzer setup demo check test-unit bench
+
+all modules:
+	@test -n "$(KRUSTC)" || { echo "toa: no rustc for $(KDIR) (see above)"; exit 1; }
+	$(KMAKE) modules
+
+clean:
+	$(KMAKE) clean
+	rm -f rust-project.json
+
+install: all
+	$(KMAKE) modules_install
+	depmod -a $(notdir $(patsubst %/build,%,$(realpath $(KDIR))))
+
+# Formatting: the kernel's rustfmt rules for the module, cargo fmt for the host crates.
+RUSTFMT ?= rustfmt
+fmt:
+	$(RUSTFMT) --edition 2021 --config-path $(CURDIR)/.rustfmt.toml src/toa_main.rs
+	cargo fmt --all
+
+fmt-check:
+	$(RUSTFMT) --edition 2021 --config-path $(CURDIR)/.rustfmt.toml --check src/toa_main.rs
+	cargo fmt --all --check
+
+# Clippy with the kernel's lint set (CLIPPY=1); any warning fails.
+clippy:
+	@test -n "$(KRUSTC)" || exit 1
+	$(KMAKE) clean >/dev/null
+	$(KMAKE) CLIPPY=1 CLIPPY_DRIVER=$(dir $(KRUSTC))clippy-driver modules 2>&1 | tee .clippy.log
+	@! grep -q '^warning' .clippy.log || { echo "clippy: warnings above"; rm -f .clippy.log; exit 1; }
+	@rm -f .clippy.log
+	cargo clippy --workspace --all-targets -- -D warnings
+
+rust-analyzer:
+	$(KMAKE) rust-analyzer
+
+setup:
+	bash scripts/setup-toolchain.sh
+
+test-unit:
+	cargo test --workspace
+
+demo:
+	bash scripts/demo.sh
+
+check:
+	bash scripts/check.sh

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Builds toa.ko against the kernel build tree KDIR, in a copy of the sources under $TOA_CACHE/module/
+# (so builds for different kernels never mix objects in the clone). Prints the path of toa.ko last.
+#   scripts/build-module.sh KDIR
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(dirname "$here")
+# shellcheck source=scripts/env.sh
+. "$here/env.sh"
+kdir=${1:?usage: build-module.sh KDIR}
+out=$TOA_CACHE/module/$(basename "$kdir")
+mkdir -p "$out"
+rsync -a --delete --exclude '*.o' --exclude '*.cmd' "$top/Kbuild" "$top/Makefile" "$top/src" "$top/scripts" "$out/" >&2
+# Keep the objects of the previous build of the same tree: Kbuild rebuilds what changed.
+make -C "$out" KDIR="$kdir" >&2
+echo "$out/toa.ko"

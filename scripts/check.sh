@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# `make check`: every test. Host unit tests (cargo test: the wire parser, the LB emulator), then the VM
+# integration tests on the debug kernel (KASAN, lockdep, PROVE_RCU, DEBUG_ATOMIC_SLEEP, kmemleak), whose
+# kernel log must stay clean. Ends with one line `N passed, N failed` over both.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(dirname "$here")
+cd "$top"
+# shellcheck source=scripts/env.sh
+. "$here/env.sh"
+
+bash "$here/setup-toolchain.sh"
+
+passed=0 failed=0
+count() { # adds up the closing lines matching $2 in log $1 (cargo's "test result:", the VM's summary)
+	local p f
+	p=$(grep -E "$2" "$1" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+	f=$(grep -E "$2" "$1" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+	passed=$((passed + p)) failed=$((failed + f))
+}
+
+log=$(mktemp -d)
+trap 'rm -rf "$log"' EXIT
+
+echo "== host unit tests"
+if ! cargo test --workspace 2>&1 | tee "$log/host"; then
+	failed=$((failed + 1))
+fi
+count "$log/host" "^test result:"
+
+echo "== debug kernel, module, test programs"
+kdir=$(bash "$here/build-kernel.sh" debug | tail -1)
+ko=$(bash "$here/build-module.sh" "$kdir" | tail -1)
+cargo build --release -q -p toa-vmtest
+mkdir -p target
+gcc -Wall -Wextra -Werror -I include -o target/toa_server examples/toa_server.c
+export TOA_EXAMPLE=$top/target/toa_server
+
+echo "== VM integration tests (debug kernel)"
+vm_rc=0
+bash "$here/vm-run.sh" "$kdir" "$ko" -- env TOA_EXAMPLE="$TOA_EXAMPLE" "$top/target/release/toa-vmtest" 2>&1 | tee "$log/vm" || vm_rc=$?
+count "$log/vm" "^[0-9]+ passed, [0-9]+ failed$"
+if [ "$vm_rc" -ne 0 ]; then
+	grep -Eq '^[0-9]+ passed, [1-9][0-9]* failed$' "$log/vm" || failed=$((failed + 1)) # a VM/kernel-level failure
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

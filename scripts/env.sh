@@ -1,0 +1,12 @@
+# Shared settings for toa's scripts: sourced, not run. Every path the scripts share is defined here once.
+# shellcheck shell=bash
+TOA_CACHE=${TOA_CACHE:-/var/cache/toa}
+BINDGEN_VERSION=0.70.1
+VNG_VERSION=1.42
+BINDGEN=$TOA_CACHE/cargo/bin/bindgen
+VNG=$TOA_CACHE/venv/bin/vng
+# The kernel's Rust compiler: Debian's rustc-web (rustup's toolchain has no rust-src).
+KRUSTC=/usr/bin/rustc
+LLVM_BIN=/usr/lib/llvm-19/bin
+export PATH="$LLVM_BIN:$TOA_CACHE/cargo/bin:$TOA_CACHE/venv/bin:$PATH"
+export LIBCLANG_PATH=/usr/lib/llvm-19/lib

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Install everything toa's build and tests need on Debian 12 (bookworm). Idempotent: when every piece is
+# present it only checks and exits in a few seconds.
+#
+#   Debian: rustc-web + rust-web-src (the kernel's Rust toolchain), clang/lld/llvm 19 + libclang,
+#           qemu-system-x86, udev (virtme-ng needs it for the exit status), the kernel build dependencies,
+#           linux-source-6.12 (the test kernel's sources), iproute2, dkms.
+#   crates.io: bindgen-cli (pinned), installed with `cargo install --locked`.
+#   PyPI: virtme-ng (pinned), in a venv.
+#
+# Everything that is not a Debian package goes under $TOA_CACHE (default /var/cache/toa), outside the clone.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=scripts/env.sh
+. "$here/env.sh"
+
+APT_PKGS=(
+	rustc-web rust-web-src rust-web-clippy rustfmt-web
+	clang-19 lld-19 llvm-19 libclang-19-dev
+	qemu-system-x86 udev iproute2 kmod cpio
+	bc bison flex libelf-dev libssl-dev python3-venv rsync xz-utils
+	linux-source-6.12
+)
+
+missing=()
+for p in "${APT_PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "setup: installing Debian packages: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+mkdir -p "$TOA_CACHE"
+if ! "$BINDGEN" --version 2>/dev/null | grep -q "$BINDGEN_VERSION"; then
+	echo "setup: cargo install bindgen-cli $BINDGEN_VERSION"
+	cargo install --locked --root "$TOA_CACHE/cargo" "bindgen-cli@$BINDGEN_VERSION"
+fi
+
+if ! "$VNG" --version 2>/dev/null | grep -q "$VNG_VERSION"; then
+	echo "setup: pip install virtme-ng $VNG_VERSION"
+	python3 -m venv "$TOA_CACHE/venv"
+	"$TOA_CACHE/venv/bin/pip" install -q "virtme-ng==$VNG_VERSION"
+fi
+
+echo "setup: toolchain ready (rustc $("$KRUSTC" --version | cut -d' ' -f2), bindgen $BINDGEN_VERSION, virtme-ng $VNG_VERSION)"

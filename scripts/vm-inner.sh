@@ -1,0 +1,35 @@
+#!/bin/bash
+# Runs inside the test VM (see vm-run.sh): TOA_KO PARAMS COMMAND [ARGS...]
+ko=$1 params=$2
+shift 2
+export TOA_KO=$ko
+dmesg -n 1 # keep kernel messages off the console: the log is printed, and scanned, at the end
+mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug 2>/dev/null
+kml=/sys/kernel/debug/kmemleak
+# Objects allocated before the module loads are not the module's business.
+[ -w $kml ] && echo clear >$kml
+
+# shellcheck disable=SC2086
+if ! insmod "$ko" $params; then
+	echo "vm-inner: insmod $ko $params failed"
+	rc=90
+else
+	"$@"
+	rc=$?
+	if grep -q '^toa ' /proc/modules && ! rmmod toa; then
+		echo "vm-inner: rmmod toa failed"
+		rc=91
+	fi
+fi
+
+if [ -w $kml ]; then
+	# kmemleak only reports objects older than 5 s, found unreferenced by two scans.
+	sleep 6
+	echo scan >$kml
+	echo scan >$kml
+fi
+echo "=== toa dmesg begin ==="
+[ -s $kml ] && cat $kml
+dmesg
+echo "=== toa dmesg end ==="
+exit $rc

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The VM runner: boots the test kernel built in KDIR under virtme-ng (host root filesystem shared,
+# read-only), loads TOA_KO, runs COMMAND, unloads toa, scans kmemleak (debug kernel) and the kernel log.
+# Prints the command's output; exits with its status, or non-zero when the kernel reported a
+# BUG/WARNING/Oops/KASAN/lockdep/RCU/kmemleak problem.
+#
+#   scripts/vm-run.sh KDIR TOA_KO [--params "debug=1 ..."] -- COMMAND [ARGS...]
+#
+# KVM is used when it works on this host (probed once, result cached); otherwise TCG.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=scripts/env.sh
+. "$here/env.sh"
+kdir=${1:?usage: vm-run.sh KDIR TOA_KO [--params P] -- COMMAND...}
+ko=${2:?usage}
+shift 2
+params=""
+if [ "${1:-}" = --params ]; then params=$2; shift 2; fi
+[ "${1:-}" = -- ] && shift
+[ $# -gt 0 ] || { echo "vm-run.sh: no command" >&2; exit 2; }
+
+bzimage=$kdir/arch/x86/boot/bzImage
+vng_common=(--run "$bzimage" --disable-microvm --cpus 2 --memory "${TOA_VM_MEMORY:-2G}")
+
+# KVM probe: "/dev/kvm exists" is not enough on some hosts; boot once with it and remember the answer.
+kvm_flag=(--disable-kvm)
+probe=$TOA_CACHE/kvm-$(uname -r)
+if [ ! -f "$probe" ]; then
+	if [ -w /dev/kvm ] && timeout 60 "$VNG" "${vng_common[@]}" --exec true >/dev/null 2>&1; then
+		echo yes >"$probe"
+	else
+		echo no >"$probe"
+	fi
+fi
+[ "$(cat "$probe")" = yes ] && kvm_flag=()
+
+cmd=$(printf '%q ' "$here/vm-inner.sh" "$ko" "$params" "$@")
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+# No stdin: vng must not wait on a terminal (CI runs without one).
+timeout "${TOA_VM_TIMEOUT:-3000}" "$VNG" "${vng_common[@]}" "${kvm_flag[@]}" --exec "$cmd" </dev/null 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+
+if ! grep -q '^=== toa dmesg begin' "$log"; then
+	echo "vm-run: the VM did not finish the run (exit $rc)" >&2
+	exit $((rc == 0 ? 1 : rc))
+fi
+reports=$(sed -n '/^=== toa dmesg begin/,/^=== toa dmesg end/p' "$log" |
+	grep -E 'BUG:|WARNING:|Oops|KASAN|UBSAN|general protection|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|sleeping function called|scheduling while atomic|Call Trace|unreferenced object|suspected memory leak|rust_panic|panicked at|kernel BUG' || true)
+if [ -n "$reports" ]; then
+	echo "vm-run: the kernel reported problems:" >&2
+	echo "$reports" >&2
+	exit 1
+fi
+exit "$rc"

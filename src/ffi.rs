@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Declarations of the C shim (`src/toa_shim.c`) and of the exported kernel functions toa calls.
+//!
+//! Linux 6.12's `kernel` crate has no bindings for kprobes, netfilter socket options, procfs, per-CPU data,
+//! rhashtable, RCU or socket fields, so the kernel structures toa touches are opaque here: Rust never
+//! reads their layout, it hands pointers back to C accessors. The safe wrappers built on these live in
+//! `probes.rs`, `percpu.rs`, `procfs.rs`, `store.rs` and `hooks.rs`; nothing else calls into this module.
+
+use core::ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void};
+use core::marker::{PhantomData, PhantomPinned};
+
+macro_rules! opaque {
+    ($($(#[$doc:meta])* $name:ident;)*) => {$(
+        $(#[$doc])*
+        #[repr(C)]
+        pub(crate) struct $name {
+            _private: [u8; 0],
+            _marker: PhantomData<(*mut u8, PhantomPinned)>,
+        }
+    )*};
+}
+
+opaque! {
+    /// `struct sock`.
+    Sock;
+    /// `struct socket`.
+    Socket;
+    /// `struct sk_buff`.
+    SkBuff;
+    /// `struct pt_regs`: the registers of a probed call.
+    PtRegs;
+    /// `struct kprobe`.
+    Kprobe;
+    /// `struct kretprobe`.
+    Kretprobe;
+    /// `struct kretprobe_instance`: one probed call in flight.
+    KretprobeInstance;
+    /// `struct nf_sockopt_ops`.
+    NfSockoptOps;
+    /// `struct pernet_operations`.
+    PernetOperations;
+    /// `struct net`: a network namespace.
+    Net;
+    /// `struct proc_dir_entry`.
+    ProcDirEntry;
+    /// `struct seq_file`.
+    SeqFile;
+    /// `struct seq_operations`.
+    SeqOperations;
+    /// `struct rhashtable_iter`.
+    RhashtableIter;
+    /// `struct rhashtable`.
+    Rhashtable;
+}
+
+/// `struct rhash_head`: the link of an rhashtable element (one pointer, `include/linux/rhashtable-types.h`).
+#[repr(C)]
+pub(crate) struct RhashHead {
+    pub(crate) next: *mut RhashHead,
+}
+
+/// `struct rcu_head` (`struct callback_head`: two pointers, `include/linux/types.h`).
+#[repr(C)]
+pub(crate) struct RcuHead {
+    pub(crate) next: *mut RcuHead,
+    pub(crate) func: *const c_void,
+}
+
+/// `SEQ_START_TOKEN` of `include/linux/seq_file.h`.
+pub(crate) const SEQ_START_TOKEN: *mut c_void = 1 as *mut c_void;
+/// `AF_INET` (`include/linux/socket.h`).
+pub(crate) const AF_INET: u16 = 2;
+/// `AF_INET6` (`include/linux/socket.h`).
+pub(crate) const AF_INET6: u16 = 10;
+/// `ETH_P_IP` (`include/uapi/linux/if_ether.h`), host order.
+pub(crate) const ETH_P_IP: u16 = 0x0800;
+/// `IPPROTO_TCP`.
+pub(crate) const IPPROTO_TCP: u16 = 6;
+/// `TCP_SYN_SENT`, `TCP_CLOSE` and `TCP_LISTEN` of `include/net/tcp_states.h`.
+pub(crate) const TCP_SYN_SENT: u8 = 2;
+/// See [`TCP_SYN_SENT`].
+pub(crate) const TCP_CLOSE: u8 = 7;
+/// See [`TCP_SYN_SENT`].
+pub(crate) const TCP_LISTEN: u8 = 10;
+
+extern "C" {
+    // ---- module parameters (src/toa_shim.c)
+    pub(crate) static mut toa_param_debug: bool;
+    pub(crate) static mut toa_param_nat64_getpeername: bool;
+
+    // ---- probes
+    pub(crate) static toa_krp_data_size: usize;
+    pub(crate) static mut toa_krp_tcp_v4_syn_recv_sock: Kretprobe;
+    pub(crate) static mut toa_krp_tcp_v6_syn_recv_sock: Kretprobe;
+    pub(crate) static mut toa_krp_inet_getname: Kretprobe;
+    pub(crate) static mut toa_krp_inet6_getname: Kretprobe;
+    pub(crate) static mut toa_kp_inet_sock_destruct: Kprobe;
+    pub(crate) fn toa_kri_data(ri: *mut KretprobeInstance) -> *mut c_void;
+    pub(crate) fn toa_regs_arg(regs: *mut PtRegs, n: c_uint) -> c_ulong;
+    pub(crate) fn toa_regs_ret(regs: *mut PtRegs) -> c_ulong;
+    pub(crate) fn toa_regs_set_ret(regs: *mut PtRegs, rc: c_ulong);
+    pub(crate) fn toa_kretprobe_nmissed(rp: *const Kretprobe) -> c_ulong;
+    pub(crate) fn toa_kprobe_nmissed(kp: *const Kprobe) -> c_ulong;
+    pub(crate) fn register_kretprobe(rp: *mut Kretprobe) -> c_int;
+    pub(crate) fn unregister_kretprobe(rp: *mut Kretprobe);
+    pub(crate) fn register_kprobe(kp: *mut Kprobe) -> c_int;
+    pub(crate) fn unregister_kprobe(kp: *mut Kprobe);
+
+    // ---- getsockopt
+    pub(crate) static mut toa_sockopt_ops: NfSockoptOps;
+    pub(crate) fn nf_register_sockopt(reg: *mut NfSockoptOps) -> c_int;
+    pub(crate) fn nf_unregister_sockopt(reg: *mut NfSockoptOps);
+    pub(crate) fn toa_in_task() -> bool;
+    pub(crate) fn toa_current_is_kthread() -> bool;
+    pub(crate) fn toa_in_compat_syscall() -> bool;
+    pub(crate) fn toa_syscall_nr() -> c_long;
+    pub(crate) fn toa_syscall_args(args: *mut [c_ulong; 6]);
+    pub(crate) static toa_nr_getpeername: c_long;
+    pub(crate) static toa_nr_accept: c_long;
+    pub(crate) static toa_nr_accept4: c_long;
+    pub(crate) fn copy_from_user_nofault(dst: *mut c_void, src: *const c_void, size: usize) -> c_long;
+
+    // ---- store
+    pub(crate) static mut toa_store_table: Rhashtable;
+    pub(crate) fn toa_store_init() -> c_int;
+    pub(crate) fn toa_store_lookup(sk: *const Sock) -> *mut c_void;
+    pub(crate) fn toa_store_insert(obj: *mut RhashHead) -> c_int;
+    pub(crate) fn toa_store_replace(old: *mut RhashHead, new: *mut RhashHead) -> c_int;
+    pub(crate) fn toa_store_remove(obj: *mut RhashHead) -> c_int;
+    pub(crate) fn toa_kvfree_rcu(head: *mut RcuHead, ptr: *mut c_void);
+    pub(crate) fn toa_rcu_read_lock();
+    pub(crate) fn toa_rcu_read_unlock();
+    pub(crate) fn synchronize_rcu();
+    pub(crate) fn rhashtable_free_and_destroy(
+        ht: *mut Rhashtable,
+        free_fn: unsafe extern "C" fn(ptr: *mut c_void, arg: *mut c_void),
+        arg: *mut c_void,
+    );
+    pub(crate) fn rhashtable_walk_enter(ht: *mut Rhashtable, iter: *mut RhashtableIter);
+    pub(crate) fn rhashtable_walk_exit(iter: *mut RhashtableIter);
+    pub(crate) fn rhashtable_walk_start_check(iter: *mut RhashtableIter) -> c_int;
+    pub(crate) fn rhashtable_walk_next(iter: *mut RhashtableIter) -> *mut c_void;
+    pub(crate) fn rhashtable_walk_stop(iter: *mut RhashtableIter);
+
+    // ---- per-CPU counters
+    pub(crate) fn __alloc_percpu(size: usize, align: usize) -> *mut u64;
+    pub(crate) fn free_percpu(ptr: *mut u64);
+    pub(crate) fn toa_percpu_inc(base: *mut u64, idx: c_uint);
+    pub(crate) fn toa_percpu_read(base: *mut u64, idx: c_uint, cpu: c_int) -> u64;
+    pub(crate) fn toa_next_possible_cpu(prev: c_int) -> c_int;
+    pub(crate) fn toa_nr_cpu_ids() -> c_uint;
+
+    // ---- procfs and network namespaces
+    pub(crate) static mut toa_net_ops: PernetOperations;
+    pub(crate) static toa_table_seq_ops: SeqOperations;
+    pub(crate) static toa_table_iter_size: c_uint;
+    pub(crate) fn register_pernet_subsys(ops: *mut PernetOperations) -> c_int;
+    pub(crate) fn unregister_pernet_subsys(ops: *mut PernetOperations);
+    pub(crate) fn toa_net_proc_dir(net: *mut Net) -> *mut ProcDirEntry;
+    pub(crate) fn toa_seq_net(seq: *mut SeqFile) -> *mut Net;
+    pub(crate) fn toa_seq_table_iter(seq: *mut SeqFile) -> *mut RhashtableIter;
+    pub(crate) fn proc_create_net_single(
+        name: *const c_char,
+        mode: u16,
+        parent: *mut ProcDirEntry,
+        show: unsafe extern "C" fn(seq: *mut SeqFile, v: *mut c_void) -> c_int,
+        data: *mut c_void,
+    ) -> *mut ProcDirEntry;
+    pub(crate) fn proc_create_net_data(
+        name: *const c_char,
+        mode: u16,
+        parent: *mut ProcDirEntry,
+        ops: *const SeqOperations,
+        state_size: c_uint,
+        data: *mut c_void,
+    ) -> *mut ProcDirEntry;
+    pub(crate) fn remove_proc_entry(name: *const c_char, parent: *mut ProcDirEntry);
+    pub(crate) fn seq_printf(seq: *mut SeqFile, fmt: *const c_char, ...);
+    pub(crate) fn seq_puts(seq: *mut SeqFile, s: *const c_char);
+
+    // ---- sockets and packets
+    pub(crate) fn toa_socket_sk(sock: *const Socket) -> *mut Sock;
+    pub(crate) fn toa_sk_family(sk: *const Sock) -> u16;
+    pub(crate) fn toa_sk_state(sk: *const Sock) -> u8;
+    pub(crate) fn toa_sk_protocol(sk: *const Sock) -> u16;
+    pub(crate) fn toa_sk_net(sk: *const Sock) -> *mut Net;
+    pub(crate) fn toa_sk_rcv_saddr(sk: *const Sock) -> u32;
+    pub(crate) fn toa_sk_daddr(sk: *const Sock) -> u32;
+    pub(crate) fn toa_sk_v6_rcv_saddr(sk: *const Sock) -> *const [u8; 16];
+    pub(crate) fn toa_sk_v6_daddr(sk: *const Sock) -> *const [u8; 16];
+    pub(crate) fn toa_sk_num(sk: *const Sock) -> u16;
+    pub(crate) fn toa_sk_dport(sk: *const Sock) -> u16;
+    pub(crate) fn toa_skb_protocol(skb: *const SkBuff) -> u16;
+    pub(crate) fn toa_skb_transport_header(skb: *const SkBuff) -> *const u8;
+    pub(crate) fn toa_skb_headlen_from_transport(skb: *const SkBuff) -> c_uint;
+
+    // ---- logging
+    pub(crate) fn toa_debug_ratelimit() -> bool;
+}
+
+/// `debug` module parameter: log rate-limited per-connection lines.
+pub(crate) fn param_debug() -> bool {
+    // SAFETY: a `bool` static of the shim that sysfs may write at any time: read once, volatile (READ_ONCE).
+    unsafe { core::ptr::read_volatile(core::ptr::addr_of!(toa_param_debug)) }
+}
+
+/// `nat64_getpeername` module parameter: seed 004's sockaddr_in6 from getpeername() on AF_INET sockets.
+pub(crate) fn param_nat64_getpeername() -> bool {
+    // SAFETY: as in `param_debug`.
+    unsafe { core::ptr::read_volatile(core::ptr::addr_of!(toa_param_nat64_getpeername)) }
+}

@@ -1,0 +1,243 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The probe handlers: where toa sees connections being born, named and destroyed.
+//!
+//! * `tcp_v4_syn_recv_sock` / `tcp_v6_syn_recv_sock` (return): the kernel created a child socket from the
+//!   packet that completes the handshake (final ACK, SYN-cookie ACK, or TCP Fast Open SYN). When the
+//!   kernel keeps it (`*own_req`), its TCP options are scanned and a TOA is stored for the child. An
+//!   IPv4 packet reaching an IPv6 listener (v4-mapped) goes through `tcp_v6_syn_recv_sock`, which calls
+//!   `tcp_v4_syn_recv_sock`: only the inner (v4) probe handles it, so no connection is processed twice.
+//! * `inet_getname` / `inet6_getname` (return): `accept()` and `getpeername()` pass here; the peer address
+//!   the kernel just wrote is replaced by the stored client address.
+//! * `inet_sock_destruct` (entry): every inet socket ends here before its memory is freed; its entry goes.
+//!
+//! Handlers run with preemption disabled (softirq for `syn_recv_sock`), never sleep, and never fail the
+//! probed call: toa only ever adds information.
+
+use crate::ffi::{self, KretprobeInstance, PtRegs, SkBuff, Sock, Socket, AF_INET, AF_INET6, ETH_P_IP};
+use crate::sockaddr::{SockaddrIn, SockaddrIn6};
+use crate::stats::{self, Counter};
+use crate::store;
+use crate::wire::{self, Addr, Scan};
+use core::ffi::{c_int, c_ulong, c_void};
+use kernel::prelude::*;
+
+/// Prints a debug line when the `debug` parameter is on, rate-limited.
+macro_rules! toa_debug {
+    ($($arg:tt)*) => {
+        // SAFETY: `__ratelimit` on the shim's static state is safe in any context.
+        if ffi::param_debug() && unsafe { ffi::toa_debug_ratelimit() } {
+            pr_info!($($arg)*);
+        }
+    };
+}
+
+/// Per-call data of the probes, kept in `kretprobe_instance::data` (at most `toa_krp_data_size` bytes).
+#[repr(C)]
+struct CallData {
+    a: usize,
+    b: usize,
+    c: usize,
+}
+
+// The shim reserves `4 * sizeof(void *)` bytes per call instance (`TOA_KRP_DATA_SIZE`).
+const _: () = assert!(core::mem::size_of::<CallData>() <= 4 * core::mem::size_of::<usize>());
+
+/// Returns the per-call data of `ri`.
+///
+/// # Safety
+///
+/// `ri` is the instance passed to a handler of one of toa's kretprobes (`data_size` >= `CallData`).
+unsafe fn call_data<'a>(ri: *mut KretprobeInstance) -> &'a mut CallData {
+    // SAFETY: per the function's contract the data area is ours, big enough and pointer-aligned.
+    unsafe { &mut *ffi::toa_kri_data(ri).cast::<CallData>() }
+}
+
+/// Argument `n` (0-based) of the probed call.
+///
+/// # Safety
+///
+/// `regs` are the registers of a probed function entry.
+unsafe fn arg(regs: *mut PtRegs, n: u32) -> usize {
+    // SAFETY: per the function's contract.
+    unsafe { ffi::toa_regs_arg(regs, n) as usize }
+}
+
+/// The TCP header of `skb` as a slice: from the transport header, at most 60 bytes (the largest TCP
+/// header), never past the linear data.
+///
+/// # Safety
+///
+/// `skb` is a live skb whose transport header is set (a packet in TCP receive processing).
+unsafe fn tcp_header<'a>(skb: *const SkBuff) -> &'a [u8] {
+    // SAFETY: per the function's contract; the bytes from the transport header to the tail of the linear
+    // area are readable, and the slice stays inside them.
+    unsafe {
+        let th = ffi::toa_skb_transport_header(skb);
+        let avail = ffi::toa_skb_headlen_from_transport(skb) as usize;
+        core::slice::from_raw_parts(th, avail.min(60))
+    }
+}
+
+#[no_mangle]
+unsafe extern "C" fn toa_syn_recv_sock_entry(ri: *mut KretprobeInstance, regs: *mut PtRegs) -> c_int {
+    // SAFETY: called by the kprobes core for our kretprobes at the entry of
+    // `tcp_v{4,6}_syn_recv_sock(sk, skb, req, dst, req_unhash, own_req)`.
+    unsafe {
+        let d = call_data(ri);
+        d.a = arg(regs, 1); // skb
+        d.b = arg(regs, 5); // own_req
+    }
+    0
+}
+
+/// Common return path of both `syn_recv_sock` probes.
+///
+/// # Safety
+///
+/// Called from a `syn_recv_sock` return handler with its instance and registers.
+unsafe fn syn_recv_sock_ret(ri: *mut KretprobeInstance, regs: *mut PtRegs) {
+    // SAFETY: per the function's contract, the data was filled by `toa_syn_recv_sock_entry`, and the
+    // skb and `own_req` stay valid until the probed function's caller is done with them.
+    let (child, skb, own_req) = unsafe {
+        let d = call_data(ri);
+        (ffi::toa_regs_ret(regs) as *const Sock, d.a as *const SkBuff, d.b as *const bool)
+    };
+    // SAFETY: `own_req` points at the caller's `bool`, written by the probed function before returning.
+    if child.is_null() || own_req.is_null() || !unsafe { own_req.read() } {
+        return;
+    }
+    // SAFETY: `skb` is the packet being processed by the TCP receive path.
+    match wire::scan_tcp_header(unsafe { tcp_header(skb) }) {
+        Scan::Found(toa) => {
+            stats::inc(Counter::SynRecvSockToa);
+            if store::insert(child, toa.client, toa.origin).is_ok() {
+                toa_debug!("TOA {:?}: client {} stored for sk {:p}\n", toa.origin, toa.client, child);
+            }
+        }
+        Scan::NoToa => stats::inc(Counter::SynRecvSockNoToa),
+        Scan::Malformed(why) => {
+            stats::inc(Counter::SynRecvSockNoToa);
+            stats::inc(Counter::TcpOptionMalformed);
+            toa_debug!("malformed TCP options ({:?}) ignored for sk {:p}\n", why, child);
+        }
+    }
+}
+
+#[no_mangle]
+unsafe extern "C" fn toa_tcp_v4_syn_recv_sock_ret(ri: *mut KretprobeInstance, regs: *mut PtRegs) -> c_int {
+    // SAFETY: the return handler of the `tcp_v4_syn_recv_sock` kretprobe.
+    unsafe { syn_recv_sock_ret(ri, regs) };
+    0
+}
+
+#[no_mangle]
+unsafe extern "C" fn toa_tcp_v6_syn_recv_sock_ret(ri: *mut KretprobeInstance, regs: *mut PtRegs) -> c_int {
+    // SAFETY: the return handler of the `tcp_v6_syn_recv_sock` kretprobe; the skb is the one saved at
+    // entry, still owned by the caller.
+    unsafe {
+        let skb = call_data(ri).a as *const SkBuff;
+        // A v4-mapped connection: `tcp_v6_syn_recv_sock` called `tcp_v4_syn_recv_sock`, whose probe
+        // already handled it.
+        if ffi::toa_skb_protocol(skb) == ETH_P_IP.to_be() {
+            return 0;
+        }
+        syn_recv_sock_ret(ri, regs);
+    }
+    0
+}
+
+#[no_mangle]
+unsafe extern "C" fn toa_getname_entry(ri: *mut KretprobeInstance, regs: *mut PtRegs) -> c_int {
+    // SAFETY: the entry of `inet_getname` / `inet6_getname(sock, uaddr, peer)`.
+    unsafe {
+        let d = call_data(ri);
+        d.a = arg(regs, 0);
+        d.b = arg(regs, 1);
+        d.c = arg(regs, 2);
+    }
+    0
+}
+
+/// `sizeof(struct sockaddr_in6)`, the return value of a getname that wrote one.
+const SOCKADDR_IN6_LEN: usize = core::mem::size_of::<SockaddrIn6>();
+
+/// Whether the task's current syscall is `getpeername`/`accept`/`accept4` and its user buffer holds a
+/// `sockaddr_in6` (seed 004's condition to return an IPv6 address on an `AF_INET` socket). Only a native
+/// syscall of a user task qualifies: there the kernel buffer is a `sockaddr_storage`.
+fn caller_buffer_holds_sockaddr_in6() -> bool {
+    // SAFETY: task-context checks and reads of the current task's saved syscall registers; the user
+    // pointer is read with `copy_from_user_nofault`, which never sleeps.
+    unsafe {
+        if !ffi::toa_in_task() || ffi::toa_current_is_kthread() || ffi::toa_in_compat_syscall() {
+            return false;
+        }
+        let nr = ffi::toa_syscall_nr();
+        if nr != ffi::toa_nr_getpeername && nr != ffi::toa_nr_accept && nr != ffi::toa_nr_accept4 {
+            return false;
+        }
+        let mut args: [c_ulong; 6] = [0; 6];
+        ffi::toa_syscall_args(&mut args);
+        let mut ulen: c_int = 0;
+        let ok = ffi::copy_from_user_nofault(
+            (&mut ulen as *mut c_int).cast(),
+            args[2] as *const c_void,
+            core::mem::size_of::<c_int>(),
+        ) == 0;
+        ok && usize::try_from(ulen).is_ok_and(|l| l >= SOCKADDR_IN6_LEN)
+    }
+}
+
+#[no_mangle]
+unsafe extern "C" fn toa_getname_ret(ri: *mut KretprobeInstance, regs: *mut PtRegs) -> c_int {
+    // SAFETY: the return of `inet_getname` / `inet6_getname`, data saved by `toa_getname_entry`.
+    let (sock, uaddr, peer, ret) = unsafe {
+        let d = call_data(ri);
+        (d.a as *const Socket, d.b as *mut u8, d.c as c_int, ffi::toa_regs_ret(regs) as c_int)
+    };
+    if ret < 0 || peer == 0 {
+        return 0;
+    }
+    // SAFETY: `sock` is the socket the caller holds a reference to for the whole call.
+    let sk = unsafe { ffi::toa_socket_sk(sock) };
+    // SAFETY: as above; the family of a socket never changes.
+    let family = unsafe { ffi::toa_sk_family(sk) };
+    let Some(client) = store::with_entry(sk, |e| e.client) else {
+        return 0;
+    };
+    let rewritten = match (family, client.addr) {
+        (AF_INET, Addr::V4(a)) => {
+            // SAFETY: `inet_getname` just wrote a `sockaddr_in` (16 bytes) at `uaddr`.
+            unsafe { uaddr.cast::<SockaddrIn>().write_unaligned(SockaddrIn::new(a, client.port)) };
+            true
+        }
+        (AF_INET, Addr::V6(a)) if ffi::param_nat64_getpeername() && caller_buffer_holds_sockaddr_in6() => {
+            // SAFETY: the caller is the getpeername/accept syscall, whose kernel buffer is a
+            // `sockaddr_storage` (128 bytes), and whose user buffer holds the 28 bytes returned.
+            unsafe {
+                uaddr.cast::<SockaddrIn6>().write_unaligned(SockaddrIn6::new(a, client.port));
+                ffi::toa_regs_set_ret(regs, SOCKADDR_IN6_LEN as c_ulong);
+            }
+            true
+        }
+        (AF_INET6, _) => {
+            // SAFETY: `inet6_getname` just wrote a `sockaddr_in6` (28 bytes) at `uaddr`.
+            unsafe { uaddr.cast::<SockaddrIn6>().write_unaligned(SockaddrIn6::mapped(&client)) };
+            true
+        }
+        _ => false,
+    };
+    if rewritten {
+        stats::inc(Counter::GetnameToaOk);
+        toa_debug!("getname on sk {:p}: client {}\n", sk, client);
+    }
+    0
+}
+
+#[no_mangle]
+unsafe extern "C" fn toa_sock_destruct_pre(_p: *mut ffi::Kprobe, regs: *mut PtRegs) -> c_int {
+    // SAFETY: the entry of `inet_sock_destruct(sk)`: `sk` is being destroyed, its memory not yet freed.
+    let sk = unsafe { arg(regs, 0) } as *const Sock;
+    store::remove(sk);
+    0
+}

@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `/proc/net/toa_stats` and `/proc/net/toa_table`, created in every network namespace.
+//!
+//! `toa_stats` (classic layout of the existing TOA modules, parsed by monitoring scripts): a header of 34
+//! spaces then `CPU<n>` left-aligned in 11 columns for each possible CPU; then one row per counter, the
+//! name left-aligned in 25 columns, `:`, and per CPU the value right-aligned in 10 columns and a space.
+//! The seven counters of seed 000 come first, in its order; toa's own rows follow. The probe-miss rows
+//! (`missed_*`) are kernel-wide totals, not per-CPU: they are shown in the first CPU column, 0 elsewhere,
+//! so that summing a row still gives the total.
+//!
+//! `toa_table`: a header line `sk local lb client origin`, then one line per stored TOA of a socket of
+//! this namespace: the socket (`%p`, the kernel's hashed pointer), the local address:port, the load
+//! balancer's address:port (the kernel's peer), the client address:port from the TOA, and the option that
+//! carried it (`tcp200`, `tcp253`, `tcp254`). Addresses use the kernel's `%pISpc` format (`1.2.3.4:80`,
+//! `[2001:db8::1]:80`). It is streamed with an rhashtable walker: no lock is held across the dump, only
+//! RCU for the length of one `read()`.
+
+use crate::ffi::{self, Net, SeqFile, Sock, AF_INET, SEQ_START_TOKEN};
+use crate::sockaddr::{Sockaddr, SockaddrIn, SockaddrIn6};
+use crate::stats::{self, Counter};
+use crate::store::Entry;
+use crate::wire::Origin;
+use core::ffi::{c_int, c_void, CStr};
+use kernel::prelude::*;
+
+const STATS_NAME: &CStr = c"toa_stats";
+const TABLE_NAME: &CStr = c"toa_table";
+
+/// Prints one `toa_stats` row: `%-25s:` then `%10llu ` per possible CPU.
+///
+/// # Safety
+///
+/// `seq` is the seq_file being shown.
+unsafe fn stats_row(seq: *mut SeqFile, name: &CStr, value: impl Fn(c_int) -> u64) {
+    // SAFETY: per the function's contract; the formats match their arguments.
+    unsafe {
+        ffi::seq_printf(seq, c"%-25s:".as_ptr(), name.as_ptr());
+        for cpu in stats::possible_cpus() {
+            ffi::seq_printf(seq, c"%10llu ".as_ptr(), value(cpu));
+        }
+        ffi::seq_puts(seq, c"\n".as_ptr());
+    }
+}
+
+/// Kernel-wide probe misses, as (row name, count).
+fn probe_misses() -> [(&'static CStr, u64); 5] {
+    // SAFETY: reads counters of the shim's static probe objects (always valid memory).
+    unsafe {
+        use core::ptr::addr_of;
+        [
+            (c"missed_v4_syn_recv_sock", ffi::toa_kretprobe_nmissed(addr_of!(ffi::toa_krp_tcp_v4_syn_recv_sock))),
+            (c"missed_v6_syn_recv_sock", ffi::toa_kretprobe_nmissed(addr_of!(ffi::toa_krp_tcp_v6_syn_recv_sock))),
+            (c"missed_inet_getname", ffi::toa_kretprobe_nmissed(addr_of!(ffi::toa_krp_inet_getname))),
+            (c"missed_inet6_getname", ffi::toa_kretprobe_nmissed(addr_of!(ffi::toa_krp_inet6_getname))),
+            (c"missed_sock_destruct", ffi::toa_kprobe_nmissed(addr_of!(ffi::toa_kp_inet_sock_destruct))),
+        ]
+        .map(|(n, v)| (n, v as u64))
+    }
+}
+
+unsafe extern "C" fn toa_stats_show(seq: *mut SeqFile, _v: *mut c_void) -> c_int {
+    // SAFETY: called by seq_file for `toa_stats`; the formats match their arguments.
+    unsafe {
+        ffi::seq_printf(seq, c"%34s".as_ptr(), c"".as_ptr());
+        for cpu in stats::possible_cpus() {
+            ffi::seq_printf(seq, c"CPU%-8d".as_ptr(), cpu);
+        }
+        ffi::seq_puts(seq, c"\n".as_ptr());
+        for (counter, name) in Counter::ALL {
+            stats_row(seq, name, |cpu| stats::read(counter, cpu));
+        }
+        let first = stats::possible_cpus().next();
+        for (name, total) in probe_misses() {
+            stats_row(seq, name, |cpu| if Some(cpu) == first { total } else { 0 });
+        }
+    }
+    0
+}
+
+/// `IS_ERR()` for the pointers `rhashtable_walk_next` returns.
+fn is_err(p: *mut c_void) -> bool {
+    (p as usize) >= (-4095isize) as usize
+}
+
+/// `-EAGAIN` as an error pointer: the table was resized under the walker, which goes on.
+const EAGAIN_PTR: *mut c_void = -11isize as *mut c_void;
+
+/// The next entry of `seq`'s namespace, or null at the end.
+///
+/// # Safety
+///
+/// `seq` is a `toa_table` seq_file whose walker was started by `toa_table_seq_start`.
+unsafe fn next_entry(seq: *mut SeqFile) -> *mut c_void {
+    // SAFETY: per the function's contract; the walker holds `rcu_read_lock`, so entries and (typesafe by
+    // RCU) sockets stay readable.
+    unsafe {
+        let net = ffi::toa_seq_net(seq);
+        let it = ffi::toa_seq_table_iter(seq);
+        loop {
+            let obj = ffi::rhashtable_walk_next(it);
+            if obj == EAGAIN_PTR {
+                continue;
+            }
+            if obj.is_null() || is_err(obj) {
+                return core::ptr::null_mut();
+            }
+            if ffi::toa_sk_net((*obj.cast::<Entry>()).sk()) == net {
+                return obj;
+            }
+        }
+    }
+}
+
+#[no_mangle]
+unsafe extern "C" fn toa_table_seq_start(seq: *mut SeqFile, pos: *mut i64) -> *mut c_void {
+    // SAFETY: seq_file calls start/next/show/stop in sequence on one file; the walker lives in the
+    // file's private state (`struct toa_table_iter`) and is exited in `stop`, which always follows.
+    unsafe {
+        let it = ffi::toa_seq_table_iter(seq);
+        ffi::rhashtable_walk_enter(core::ptr::addr_of_mut!(ffi::toa_store_table), it);
+        // -EAGAIN only means a resize happened since the last walk: it restarts from the beginning.
+        let _ = ffi::rhashtable_walk_start_check(it);
+        let mut obj = SEQ_START_TOKEN;
+        let mut skip = *pos;
+        while skip > 0 && !obj.is_null() {
+            obj = next_entry(seq);
+            skip -= 1;
+        }
+        obj
+    }
+}
+
+#[no_mangle]
+unsafe extern "C" fn toa_table_seq_next(seq: *mut SeqFile, _v: *mut c_void, pos: *mut i64) -> *mut c_void {
+    // SAFETY: between `start` and `stop`: see `toa_table_seq_start`.
+    unsafe {
+        *pos += 1;
+        next_entry(seq)
+    }
+}
+
+#[no_mangle]
+unsafe extern "C" fn toa_table_seq_stop(seq: *mut SeqFile, _v: *mut c_void) {
+    // SAFETY: the walker was entered and started by `toa_table_seq_start`.
+    unsafe {
+        let it = ffi::toa_seq_table_iter(seq);
+        ffi::rhashtable_walk_stop(it);
+        ffi::rhashtable_walk_exit(it);
+    }
+}
+
+/// The local and remote (load balancer) socket addresses of `sk`, in its own family.
+///
+/// # Safety
+///
+/// `sk` is readable (under RCU: TCP sockets are `SLAB_TYPESAFE_BY_RCU`).
+unsafe fn sk_endpoints(sk: *const Sock) -> (Sockaddr, Sockaddr) {
+    // SAFETY: per the function's contract; plain field reads.
+    unsafe {
+        let lport = ffi::toa_sk_num(sk);
+        let rport = u16::from_be(ffi::toa_sk_dport(sk));
+        if ffi::toa_sk_family(sk) == AF_INET {
+            let l = ffi::toa_sk_rcv_saddr(sk).to_ne_bytes();
+            let r = ffi::toa_sk_daddr(sk).to_ne_bytes();
+            (Sockaddr::V4(SockaddrIn::new(l, lport)), Sockaddr::V4(SockaddrIn::new(r, rport)))
+        } else {
+            let l = *ffi::toa_sk_v6_rcv_saddr(sk);
+            let r = *ffi::toa_sk_v6_daddr(sk);
+            (Sockaddr::V6(SockaddrIn6::new(l, lport)), Sockaddr::V6(SockaddrIn6::new(r, rport)))
+        }
+    }
+}
+
+/// The `origin` column of `toa_table`.
+fn origin_name(o: Origin) -> &'static CStr {
+    match o {
+        Origin::TcpOption(200) => c"tcp200",
+        Origin::TcpOption(253) => c"tcp253",
+        Origin::TcpOption(_) => c"tcp254",
+    }
+}
+
+#[no_mangle]
+unsafe extern "C" fn toa_table_seq_show(seq: *mut SeqFile, v: *mut c_void) -> c_int {
+    // SAFETY: `v` is `SEQ_START_TOKEN` or an entry returned by `next_entry` under the walker's RCU
+    // section; the formats match their arguments.
+    unsafe {
+        if v == SEQ_START_TOKEN {
+            ffi::seq_puts(seq, c"sk local lb client origin\n".as_ptr());
+            return 0;
+        }
+        let e = &*v.cast::<Entry>();
+        let (local, lb) = sk_endpoints(e.sk());
+        let client = Sockaddr::of(&e.client);
+        ffi::seq_printf(
+            seq,
+            c"%p %pISpc %pISpc %pISpc %s\n".as_ptr(),
+            e.sk(),
+            local.as_ptr(),
+            lb.as_ptr(),
+            client.as_ptr(),
+            origin_name(e.origin).as_ptr(),
+        );
+    }
+    0
+}
+
+#[no_mangle]
+unsafe extern "C" fn toa_net_init(net: *mut Net) -> c_int {
+    // SAFETY: called by the pernet core for a namespace being set up (or every existing one at
+    // registration); `net->proc_net` exists.
+    unsafe {
+        let dir = ffi::toa_net_proc_dir(net);
+        if ffi::proc_create_net_single(STATS_NAME.as_ptr(), 0o444, dir, toa_stats_show, core::ptr::null_mut())
+            .is_null()
+        {
+            return ENOMEM.to_errno();
+        }
+        let table = ffi::proc_create_net_data(
+            TABLE_NAME.as_ptr(),
+            0o444,
+            dir,
+            core::ptr::addr_of!(ffi::toa_table_seq_ops),
+            ffi::toa_table_iter_size,
+            core::ptr::null_mut(),
+        );
+        if table.is_null() {
+            ffi::remove_proc_entry(STATS_NAME.as_ptr(), dir);
+            return ENOMEM.to_errno();
+        }
+    }
+    0
+}
+
+#[no_mangle]
+unsafe extern "C" fn toa_net_exit(net: *mut Net) {
+    // SAFETY: the namespace's files were created by `toa_net_init`; removal waits for open readers.
+    unsafe {
+        let dir = ffi::toa_net_proc_dir(net);
+        ffi::remove_proc_entry(TABLE_NAME.as_ptr(), dir);
+        ffi::remove_proc_entry(STATS_NAME.as_ptr(), dir);
+    }
+}
+
+/// The pernet registration that creates the files in every namespace; removes them all on drop.
+pub(crate) struct ProcRegistration(());
+
+impl ProcRegistration {
+    /// Registers `toa_net_ops` (`src/toa_shim.c`).
+    pub(crate) fn register() -> Result<Self> {
+        // SAFETY: the shim's static ops, registered once and unregistered in `drop`.
+        let ret = unsafe { ffi::register_pernet_subsys(core::ptr::addr_of_mut!(ffi::toa_net_ops)) };
+        if ret < 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(Self(()))
+    }
+}
+
+impl Drop for ProcRegistration {
+    fn drop(&mut self) {
+        // SAFETY: registered in `register`; this calls `toa_net_exit` for every namespace.
+        unsafe { ffi::unregister_pernet_subsys(core::ptr::addr_of_mut!(ffi::toa_net_ops)) };
+    }
+}

@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! toa: the real client address of connections that arrive through a layer-4 load balancer.
+//!
+//! Load balancers that SNAT or NAT64 their clients (Tencent CLB, Huawei ELB, LVS FULLNAT, DPVS...) carry
+//! the client's address in a TCP option of the packet that completes the handshake. toa reads it when the
+//! kernel creates the connection's socket, keeps it per socket, and hands it back: `accept()` and
+//! `getpeername()` return it unchanged applications, and NAT64-aware applications read an IPv6 client with
+//! `getsockopt(IPPROTO_IP, TOA_SO_GET_LOOKUP = 4096)`.
+//!
+//! Layers, bottom up:
+//! * [`wire`]: pure parsing of the option bytes (no kernel types; host-tested and fuzzed);
+//! * [`store`]: the per-socket store (RCU rhashtable), [`stats`]: per-CPU counters;
+//! * [`hooks`]: the probe handlers (connection created, named, destroyed), registered by [`probes`];
+//! * [`sockopt`] and [`procfs`]: the user API;
+//! * this file: module parameters check, init and exit, in dependency order.
+//!
+//! [`ffi`] declares the C shim (`toa_shim.c`) and the kernel functions all of these use.
+
+use kernel::prelude::*;
+
+mod ffi;
+mod hooks;
+mod probes;
+mod procfs;
+mod sockaddr;
+mod sockopt;
+mod stats;
+mod store;
+mod wire;
+
+use core::ptr::addr_of_mut;
+use probes::{KprobeRegistration, KretprobeRegistration};
+
+/// toa's version, printed at load and shown by `modinfo`.
+const VERSION: &str = "0.1.0";
+
+module! {
+    type: Toa,
+    name: "toa",
+    author: "toa developers",
+    description: "TCP Option Address: real client addresses behind layer-4 load balancers",
+    license: "GPL",
+}
+
+/// The loaded module.
+struct Toa {
+    parts: Option<Parts>,
+}
+
+/// What the module registered and owns. Fields drop in declaration order, which is the teardown order:
+/// first the hooks (no new entries, no readers), then the user API, then the store (frees what is left
+/// after an RCU grace period), then the counters everything else increments.
+struct Parts {
+    _getname: [KretprobeRegistration; 2],
+    _syn_recv_sock: [KretprobeRegistration; 2],
+    _destruct: KprobeRegistration,
+    _sockopt: sockopt::SockoptRegistration,
+    _proc: procfs::ProcRegistration,
+    _store: store::Store,
+    _stats: stats::Stats,
+}
+
+impl kernel::Module for Toa {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        // Built bottom-up, so that a failure at any step drops (unregisters) what came before.
+        let stats = stats::Stats::new()?;
+        let store = store::Store::new()?;
+        let proc = procfs::ProcRegistration::register()?;
+        let sockopt = sockopt::SockoptRegistration::register()?;
+        // SAFETY (all probe registrations below): the shim's static probes, registered once here and
+        // unregistered when the registration drops; their handlers only use the state built above.
+        // The destructor hook comes first: no entry may ever outlive its socket.
+        let destruct = unsafe {
+            KprobeRegistration::register(addr_of_mut!(ffi::toa_kp_inet_sock_destruct), c"inet_sock_destruct")?
+        };
+        let syn_recv_sock = unsafe {
+            [
+                KretprobeRegistration::register(
+                    addr_of_mut!(ffi::toa_krp_tcp_v4_syn_recv_sock),
+                    c"tcp_v4_syn_recv_sock",
+                )?,
+                KretprobeRegistration::register(
+                    addr_of_mut!(ffi::toa_krp_tcp_v6_syn_recv_sock),
+                    c"tcp_v6_syn_recv_sock",
+                )?,
+            ]
+        };
+        let getname = unsafe {
+            [
+                KretprobeRegistration::register(addr_of_mut!(ffi::toa_krp_inet_getname), c"inet_getname")?,
+                KretprobeRegistration::register(addr_of_mut!(ffi::toa_krp_inet6_getname), c"inet6_getname")?,
+            ]
+        };
+        pr_info!("toa load success, TOA version {}\n", VERSION);
+        let parts = Parts {
+            _getname: getname,
+            _syn_recv_sock: syn_recv_sock,
+            _destruct: destruct,
+            _sockopt: sockopt,
+            _proc: proc,
+            _store: store,
+            _stats: stats,
+        };
+        Ok(Toa { parts: Some(parts) })
+    }
+}
+
+impl Drop for Toa {
+    fn drop(&mut self) {
+        drop(self.parts.take());
+        pr_info!("TOA unloaded\n");
+    }
+}

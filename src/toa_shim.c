@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * toa.ko C shim.
+ *
+ * Linux 6.12's `kernel` crate has no bindings for kprobes, netfilter socket options, procfs, per-CPU data,
+ * rhashtable, RCU or socket fields. This file only gives Rust what it cannot reach by itself:
+ *   - the module parameters (Rust's module! takes none in 6.12),
+ *   - the static registration objects (kretprobes, kprobe, nf_sockopt_ops, pernet_operations,
+ *     seq_operations, rhashtable_params) whose callbacks are the Rust functions declared below,
+ *   - one-line wrappers over macros and static inline functions, and plain field reads.
+ * Every decision is made in Rust: no function here branches or loops. The Rust side of each item is
+ * documented in src/ffi.rs.
+ */
+#include <linux/module.h>
+#include <linux/kprobes.h>
+#include <linux/netfilter.h>
+#include <linux/percpu.h>
+#include <linux/proc_fs.h>
+#include <linux/ptrace.h>
+#include <linux/rcupdate.h>
+#include <linux/rhashtable.h>
+#include <linux/seq_file.h>
+#include <linux/seq_file_net.h>
+#include <linux/sched.h>
+#include <linux/compat.h>
+#include <net/inet_sock.h>
+#include <net/ipv6.h>
+#include <net/net_namespace.h>
+#include <net/sock.h>
+#include <asm/syscall.h>
+
+#if !IS_ENABLED(CONFIG_IPV6) || !IS_ENABLED(CONFIG_KRETPROBES) || !IS_ENABLED(CONFIG_NETFILTER)
+#error "toa needs CONFIG_IPV6, CONFIG_KRETPROBES and CONFIG_NETFILTER"
+#endif
+
+/* ---- Module parameters (read by Rust with READ_ONCE semantics; documented in README.md) ---- */
+
+bool toa_param_debug;
+module_param_named(debug, toa_param_debug, bool, 0644);
+MODULE_PARM_DESC(debug, "Log one rate-limited line per TOA connection and per address rewrite (default: N)");
+
+bool toa_param_nat64_getpeername;
+module_param_named(nat64_getpeername, toa_param_nat64_getpeername, bool, 0644);
+MODULE_PARM_DESC(nat64_getpeername,
+		 "Seed 004 mode: on an AF_INET socket whose TOA carries an IPv6 client, getpeername()/accept() return "
+		 "a sockaddr_in6 when the caller's buffer can hold one (default: N, use getsockopt 4096)");
+
+/* ---- Rust callbacks (src/hooks.rs, src/sockopt.rs, src/procfs.rs, src/store.rs) ---- */
+
+int toa_syn_recv_sock_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
+int toa_tcp_v4_syn_recv_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
+int toa_tcp_v6_syn_recv_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
+int toa_getname_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
+int toa_getname_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
+int toa_sock_destruct_pre(struct kprobe *p, struct pt_regs *regs);
+int toa_sockopt_get(struct sock *sk, int optval, void __user *user, int *len);
+int toa_net_init(struct net *net);
+void toa_net_exit(struct net *net);
+void *toa_table_seq_start(struct seq_file *seq, loff_t *pos);
+void *toa_table_seq_next(struct seq_file *seq, void *v, loff_t *pos);
+void toa_table_seq_stop(struct seq_file *seq, void *v);
+int toa_table_seq_show(struct seq_file *seq, void *v);
+
+/* ---- Probes: the Rust handlers keep at most TOA_KRP_DATA_SIZE bytes per call instance ---- */
+
+#define TOA_KRP_DATA_SIZE (4 * sizeof(void *))
+const size_t toa_krp_data_size = TOA_KRP_DATA_SIZE;
+
+/*
+ * inet_getname() takes lock_sock() and may sleep while holding a kretprobe instance: give getname probes
+ * room for many concurrent callers. Exhaustion is counted in nmissed and shown in /proc/net/toa_stats.
+ */
+#define TOA_GETNAME_MAXACTIVE 1024
+
+struct kretprobe toa_krp_tcp_v4_syn_recv_sock = {
+	.kp.symbol_name = "tcp_v4_syn_recv_sock",
+	.entry_handler = toa_syn_recv_sock_entry,
+	.handler = toa_tcp_v4_syn_recv_sock_ret,
+	.data_size = TOA_KRP_DATA_SIZE,
+};
+
+struct kretprobe toa_krp_tcp_v6_syn_recv_sock = {
+	.kp.symbol_name = "tcp_v6_syn_recv_sock",
+	.entry_handler = toa_syn_recv_sock_entry,
+	.handler = toa_tcp_v6_syn_recv_sock_ret,
+	.data_size = TOA_KRP_DATA_SIZE,
+};
+
+struct kretprobe toa_krp_inet_getname = {
+	.kp.symbol_name = "inet_getname",
+	.entry_handler = toa_getname_entry,
+	.handler = toa_getname_ret,
+	.data_size = TOA_KRP_DATA_SIZE,
+	.maxactive = TOA_GETNAME_MAXACTIVE,
+};
+
+struct kretprobe toa_krp_inet6_getname = {
+	.kp.symbol_name = "inet6_getname",
+	.entry_handler = toa_getname_entry,
+	.handler = toa_getname_ret,
+	.data_size = TOA_KRP_DATA_SIZE,
+	.maxactive = TOA_GETNAME_MAXACTIVE,
+};
+
+/* Every inet socket, TCP children included, ends in inet_sock_destruct() (inet6_sock_destruct calls it). */
+struct kprobe toa_kp_inet_sock_destruct = {
+	.symbol_name = "inet_sock_destruct",
+	.pre_handler = toa_sock_destruct_pre,
+};
+
+void *toa_kri_data(struct kretprobe_instance *ri) { return ri->data; }
+unsigned long toa_regs_arg(struct pt_regs *regs, unsigned int n) { return regs_get_kernel_argument(regs, n); }
+unsigned long toa_regs_ret(struct pt_regs *regs) { return regs_return_value(regs); }
+void toa_regs_set_ret(struct pt_regs *regs, unsigned long rc) { regs_set_return_value(regs, rc); }
+unsigned long toa_kretprobe_nmissed(const struct kretprobe *rp) { return rp->nmissed + rp->kp.nmissed; }
+unsigned long toa_kprobe_nmissed(const struct kprobe *kp) { return kp->nmissed; }
+
+/* ---- getsockopt(IPPROTO_IP, TOA_SO_GET_LOOKUP = 4096): include/toa.h ---- */
+
+struct nf_sockopt_ops toa_sockopt_ops = {
+	.pf = PF_INET,
+	.get_optmin = 4096,		/* TOA_BASE_CTL */
+	.get_optmax = 4096 + 1,		/* TOA_SO_GET_MAX + 1: the range is non-inclusive */
+	.get = toa_sockopt_get,
+	.owner = THIS_MODULE,
+};
+
+/* The calling task's syscall, to know the size of the caller's sockaddr buffer (nat64_getpeername). */
+bool toa_in_task(void) { return in_task(); }
+bool toa_current_is_kthread(void) { return current->flags & PF_KTHREAD; }
+bool toa_in_compat_syscall(void) { return in_compat_syscall(); }
+long toa_syscall_nr(void) { return syscall_get_nr(current, task_pt_regs(current)); }
+void toa_syscall_args(unsigned long args[6]) { syscall_get_arguments(current, task_pt_regs(current), args); }
+const long toa_nr_getpeername = __NR_getpeername;
+const long toa_nr_accept = __NR_accept;
+const long toa_nr_accept4 = __NR_accept4;
+
+/* ---- Per-socket store: struct toa_entry in src/store.rs starts with its rhash_head, then the sk key ---- */
+
+struct rhashtable toa_store_table;
+static const struct rhashtable_params toa_store_params = {
+	.head_offset = 0,
+	.key_offset = sizeof(struct rhash_head),
+	.key_len = sizeof(const struct sock *),
+	.automatic_shrinking = true,
+};
+
+int toa_store_init(void) { return rhashtable_init(&toa_store_table, &toa_store_params); }
+void *toa_store_lookup(const struct sock *sk) { return rhashtable_lookup(&toa_store_table, &sk, toa_store_params); }
+int toa_store_insert(struct rhash_head *obj)
+{
+	return rhashtable_lookup_insert_fast(&toa_store_table, obj, toa_store_params);
+}
+int toa_store_replace(struct rhash_head *old, struct rhash_head *new)
+{
+	return rhashtable_replace_fast(&toa_store_table, old, new, toa_store_params);
+}
+int toa_store_remove(struct rhash_head *obj)
+{
+	return rhashtable_remove_fast(&toa_store_table, obj, toa_store_params);
+}
+void toa_kvfree_rcu(struct rcu_head *head, void *ptr) { kvfree_call_rcu(head, ptr); }
+void toa_rcu_read_lock(void) { rcu_read_lock(); }
+void toa_rcu_read_unlock(void) { rcu_read_unlock(); }
+
+/* ---- Per-CPU counters: an array of u64 per possible CPU ---- */
+
+void toa_percpu_inc(u64 __percpu *base, unsigned int idx) { this_cpu_inc(base[idx]); }
+u64 toa_percpu_read(u64 __percpu *base, unsigned int idx, int cpu) { return READ_ONCE(per_cpu_ptr(base, cpu)[idx]); }
+int toa_next_possible_cpu(int prev) { return cpumask_next(prev, cpu_possible_mask); }
+unsigned int toa_nr_cpu_ids(void) { return nr_cpu_ids; }
+
+/* ---- /proc/net files, one set per network namespace ---- */
+
+struct pernet_operations toa_net_ops = {
+	.init = toa_net_init,
+	.exit = toa_net_exit,
+};
+
+const struct seq_operations toa_table_seq_ops = {
+	.start = toa_table_seq_start,
+	.next = toa_table_seq_next,
+	.stop = toa_table_seq_stop,
+	.show = toa_table_seq_show,
+};
+
+/* seq_file private state of /proc/net/toa_table. */
+struct toa_table_iter {
+	struct seq_net_private p;
+	struct rhashtable_iter hti;
+};
+const unsigned int toa_table_iter_size = sizeof(struct toa_table_iter);
+
+struct proc_dir_entry *toa_net_proc_dir(struct net *net) { return net->proc_net; }
+struct net *toa_seq_net(struct seq_file *seq) { return seq_file_net(seq); }
+struct rhashtable_iter *toa_seq_table_iter(struct seq_file *seq)
+{
+	return &((struct toa_table_iter *)seq->private)->hti;
+}
+
+/* ---- Socket and skb field reads ---- */
+
+struct sock *toa_socket_sk(const struct socket *sock) { return sock->sk; }
+unsigned short toa_sk_family(const struct sock *sk) { return sk->sk_family; }
+unsigned char toa_sk_state(const struct sock *sk) { return READ_ONCE(sk->sk_state); }
+unsigned short toa_sk_protocol(const struct sock *sk) { return sk->sk_protocol; }
+struct net *toa_sk_net(const struct sock *sk) { return sock_net(sk); }
+__be32 toa_sk_rcv_saddr(const struct sock *sk) { return READ_ONCE(sk->sk_rcv_saddr); }
+__be32 toa_sk_daddr(const struct sock *sk) { return READ_ONCE(sk->sk_daddr); }
+const struct in6_addr *toa_sk_v6_rcv_saddr(const struct sock *sk) { return &sk->sk_v6_rcv_saddr; }
+const struct in6_addr *toa_sk_v6_daddr(const struct sock *sk) { return &sk->sk_v6_daddr; }
+__u16 toa_sk_num(const struct sock *sk) { return READ_ONCE(sk->sk_num); }
+__be16 toa_sk_dport(const struct sock *sk) { return READ_ONCE(sk->sk_dport); }
+__be16 toa_skb_protocol(const struct sk_buff *skb) { return skb->protocol; }
+const unsigned char *toa_skb_transport_header(const struct sk_buff *skb) { return skb_transport_header(skb); }
+unsigned int toa_skb_headlen_from_transport(const struct sk_buff *skb)
+{
+	return skb_tail_pointer(skb) - skb_transport_header(skb);
+}
+
+/* ---- Rate-limited debug lines ---- */
+
+static DEFINE_RATELIMIT_STATE(toa_debug_rs, DEFAULT_RATELIMIT_INTERVAL, DEFAULT_RATELIMIT_BURST);
+bool toa_debug_ratelimit(void) { return __ratelimit(&toa_debug_rs); }

@@ -1,0 +1,218 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! TOA wire formats: pure parsing of the option bytes a load balancer puts in a packet.
+//!
+//! This module has no kernel types and no `unsafe`: it is compiled into `toa.ko` and, unchanged, into the
+//! host crate `toa-wire` (`crates/toa-wire`), where it is unit-tested and fuzzed. Every length read from a
+//! packet is checked before it is used; nothing here can panic on any input.
+//!
+//! Formats (see `shared/reference/wire-formats.md`; all multi-byte fields in network byte order, the port
+//! before the address):
+//!
+//! | kind | len | payload after kind, len                    | sent by                                   |
+//! |------|-----|--------------------------------------------|-------------------------------------------|
+//! | 200  | 8   | cport(2) cip4(4)                           | Tencent CLB hybrid cloud (seed 000)       |
+//! | 254  | 8   | cport(2) cip4(4)                           | LVS FULLNAT, Huawei ELB (seed 003), DPVS  |
+//! | 253  | 8   | cport(2) cip4(4)                           | UCloud                                    |
+//! | 254  | 20  | cport(2) cip6(16)                          | DPVS, Huawei ELB IPv6 branch (seed 002)   |
+//! | 253  | 20  | cport(2) cip6(16)                          | Tencent CLB NAT64 (seed 000)              |
+//! | 254  | 16  | cport(2) cip4(4) pad(2) vport(2) vip4(4)   | ByteDance (client and VIP)                |
+//!
+//! A (kind, len) pair that is not in the table is not a TOA: kinds 253 and 254 are also the RFC 4727
+//! experimental kinds (Linux's own experimental TCP Fast Open option is 254 with len 4 + cookie), so such an
+//! option is skipped like any unknown option, never treated as malformed.
+
+/// TCP option kind: end of option list (RFC 9293).
+pub const TCPOPT_EOL: u8 = 0;
+/// TCP option kind: no-operation, one byte (RFC 9293).
+pub const TCPOPT_NOP: u8 = 1;
+/// TCP option kind 200: Tencent CLB's client IPv4 address (seed 000, tcpdump shows `unknown-200`).
+pub const TCPOPT_TOA_TENCENT: u8 = 200;
+/// TCP option kind 253: Tencent CLB's NAT64 client IPv6 address (seed 000, `unknown-253`); IPv4 for UCloud.
+pub const TCPOPT_TOA_NAT64: u8 = 253;
+/// TCP option kind 254: LVS FULLNAT / Huawei ELB / DPVS client address (IPv4 or IPv6 by length).
+pub const TCPOPT_TOA: u8 = 254;
+
+/// Length of the fixed TCP header in bytes (RFC 9293), before the options.
+pub const TCP_HEADER_LEN: usize = 20;
+
+/// A client (or virtual) address as carried on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Addr {
+    /// IPv4 address, network byte order.
+    V4([u8; 4]),
+    /// IPv6 address, network byte order.
+    V6([u8; 16]),
+}
+
+impl Addr {
+    /// The address as 16 bytes: IPv6 as is, IPv4 as the IPv4-mapped IPv6 address `::ffff:a.b.c.d`
+    /// (RFC 4291 section 2.5.5.2), which is what an `AF_INET6` socket reports for an IPv4 peer.
+    pub fn to_v6_mapped(self) -> [u8; 16] {
+        match self {
+            Addr::V6(a) => a,
+            Addr::V4(a) => [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]],
+        }
+    }
+}
+
+/// An address and a port, the port in host byte order (converted from network order while parsing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The address.
+    pub addr: Addr,
+    /// The port, host byte order.
+    pub port: u16,
+}
+
+/// Where a TOA was found: which option format carried it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A TCP option of this kind (200, 253 or 254).
+    TcpOption(u8),
+}
+
+/// What a TOA tells about a connection: the real client, and the virtual address the client connected to
+/// when the format carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Toa {
+    /// The real client address and port (CIP, cport).
+    pub client: Endpoint,
+    /// The load balancer's virtual address and port (VIP, vport), when the format carries it.
+    pub vip: Option<Endpoint>,
+    /// The format that carried it.
+    pub origin: Origin,
+}
+
+/// Why an option list was rejected as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Malformed {
+    /// A TCP header whose data offset is below 5 words or beyond the bytes given.
+    BadDataOffset,
+    /// An option's kind byte is the last byte: its length byte is missing.
+    MissingLength,
+    /// An option's length is below 2 (it would not cover its own kind and length bytes).
+    LengthTooShort,
+    /// An option's length runs past the end of the option space.
+    Truncated,
+}
+
+/// The result of scanning the options of one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scan {
+    /// Well-formed, and no TOA in it.
+    NoToa,
+    /// Well-formed, with this TOA (the first one, when several are present).
+    Found(Toa),
+    /// Malformed: ignored as a whole, even if a TOA came before the error.
+    Malformed(Malformed),
+}
+
+/// Reads a big-endian u16 at `at`; `None` when it would run past `b`.
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    let hi = *b.get(at)?;
+    let lo = *b.get(at.checked_add(1)?)?;
+    Some(u16::from_be_bytes([hi, lo]))
+}
+
+/// Copies `N` bytes starting at `at`; `None` when they would run past `b`.
+fn array<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
+    let end = at.checked_add(N)?;
+    b.get(at..end)?.try_into().ok()
+}
+
+/// Decodes one TCP option given its whole bytes (`opt[0]` = kind, `opt[1]` = len == `opt.len()`).
+/// Returns `None` when (kind, len) is not a TOA format of the table in the module docs.
+fn decode_tcp_toa(opt: &[u8]) -> Option<Toa> {
+    let kind = *opt.first()?;
+    let port = be16(opt, 2)?;
+    let origin = Origin::TcpOption(kind);
+    let (client, vip) = match (kind, opt.len()) {
+        (TCPOPT_TOA_TENCENT | TCPOPT_TOA_NAT64 | TCPOPT_TOA, 8) => {
+            (Endpoint { addr: Addr::V4(array(opt, 4)?), port }, None)
+        }
+        (TCPOPT_TOA_NAT64 | TCPOPT_TOA, 20) => (Endpoint { addr: Addr::V6(array(opt, 4)?), port }, None),
+        (TCPOPT_TOA, 16) => (
+            Endpoint { addr: Addr::V4(array(opt, 4)?), port },
+            Some(Endpoint { addr: Addr::V4(array(opt, 12)?), port: be16(opt, 10)? }),
+        ),
+        _ => return None,
+    };
+    Some(Toa { client, vip, origin })
+}
+
+/// Scans a TCP option list (the bytes after the 20-byte fixed header, `doff * 4 - 20` of them).
+///
+/// Walks every option: EOL ends the list, NOP is one byte, every other option must have a length byte
+/// of at least 2 that stays inside `opts`. The first TOA wins; any structural error rejects the whole
+/// list, TOA included, as the kernel's own option parser stops trusting a list at the first bad length.
+pub fn scan_tcp_options(opts: &[u8]) -> Scan {
+    let mut found = None;
+    let mut i = 0usize;
+    while let Some(&kind) = opts.get(i) {
+        match kind {
+            TCPOPT_EOL => break,
+            TCPOPT_NOP => {
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let Some(&len) = opts.get(i + 1) else {
+            return Scan::Malformed(Malformed::MissingLength);
+        };
+        let len = usize::from(len);
+        if len < 2 {
+            return Scan::Malformed(Malformed::LengthTooShort);
+        }
+        let Some(opt) = opts.get(i..i + len) else {
+            return Scan::Malformed(Malformed::Truncated);
+        };
+        if found.is_none() {
+            found = decode_tcp_toa(opt);
+        }
+        i += len;
+    }
+    match found {
+        Some(toa) => Scan::Found(toa),
+        None => Scan::NoToa,
+    }
+}
+
+/// Scans a whole TCP header (fixed part and options), as found at the skb's transport header.
+///
+/// The data offset (high nibble of byte 12, in 32-bit words) must be at least 5 and cover no more than
+/// `header`; the options are then scanned with [`scan_tcp_options`].
+pub fn scan_tcp_header(header: &[u8]) -> Scan {
+    let Some(&off) = header.get(12) else {
+        return Scan::Malformed(Malformed::BadDataOffset);
+    };
+    let doff = usize::from(off >> 4) * 4;
+    if doff < TCP_HEADER_LEN {
+        return Scan::Malformed(Malformed::BadDataOffset);
+    }
+    match header.get(TCP_HEADER_LEN..doff) {
+        Some(opts) => scan_tcp_options(opts),
+        None => Scan::Malformed(Malformed::BadDataOffset),
+    }
+}
+
+impl core::fmt::Display for Addr {
+    /// Dotted quad for IPv4, RFC 5952 text for IPv6.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Addr::V4(a) => core::net::Ipv4Addr::from(a).fmt(f),
+            Addr::V6(a) => core::net::Ipv6Addr::from(a).fmt(f),
+        }
+    }
+}
+
+impl core::fmt::Display for Endpoint {
+    /// `a.b.c.d:port` or `[v6]:port`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.addr {
+            Addr::V4(_) => write!(f, "{}:{}", self.addr, self.port),
+            Addr::V6(_) => write!(f, "[{}]:{}", self.addr, self.port),
+        }
+    }
+}

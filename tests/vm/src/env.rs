@@ -1,0 +1,145 @@
+//! The VM environment of the tests: the module (load, unload, parameters), sysctls, /proc/net/toa_*
+//! and the kernel log.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Runs a command, failing with its output when it fails.
+pub fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(cmd).args(args).output().map_err(|e| format!("{cmd}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd} {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The path of the toa.ko under test (`TOA_KO`).
+pub fn ko() -> String {
+    std::env::var("TOA_KO").expect("TOA_KO is set by the VM runner")
+}
+
+/// Whether toa is loaded.
+pub fn loaded() -> bool {
+    std::fs::read_to_string("/proc/modules").map(|m| m.lines().any(|l| l.starts_with("toa "))).unwrap_or(false)
+}
+
+/// Unloads toa if loaded (`rmmod` is retried while a getsockopt in flight holds a reference).
+pub fn unload() -> Result<(), String> {
+    let mut last = String::new();
+    for _ in 0..50 {
+        if !loaded() {
+            return Ok(());
+        }
+        match run("rmmod", &["toa"]) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(last)
+}
+
+/// (Re)loads toa with `params` (`name=value` strings).
+pub fn load(params: &[&str]) -> Result<(), String> {
+    unload()?;
+    let ko = ko();
+    let mut args = vec![ko.as_str()];
+    args.extend_from_slice(params);
+    run("insmod", &args).map(|_| ())
+}
+
+/// Loads toa with default parameters unless it is loaded already.
+pub fn ensure_loaded() -> Result<(), String> {
+    if loaded() {
+        Ok(())
+    } else {
+        load(&[])
+    }
+}
+
+/// Writes a sysctl (`net.ipv4.tcp_syncookies` style) and returns the old value.
+pub fn sysctl(name: &str, value: &str) -> Result<String, String> {
+    let path = format!("/proc/sys/{}", name.replace('.', "/"));
+    let old = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    std::fs::write(&path, value).map_err(|e| format!("{path}: {e}"))?;
+    Ok(old.trim().to_string())
+}
+
+/// `/proc/net/toa_stats` as parsed by a monitoring script: per row, the per-CPU values.
+pub struct Stats {
+    /// The header line.
+    pub header: String,
+    /// Rows in file order: name and per-CPU values.
+    pub rows: Vec<(String, Vec<u64>)>,
+}
+
+impl Stats {
+    /// Reads and parses the file.
+    pub fn read() -> Result<Stats, String> {
+        let text = std::fs::read_to_string("/proc/net/toa_stats").map_err(|e| format!("toa_stats: {e}"))?;
+        let mut lines = text.lines();
+        let header = lines.next().ok_or("toa_stats is empty")?.to_string();
+        let mut rows = Vec::new();
+        for l in lines {
+            let (name, vals) = l.split_once(':').ok_or_else(|| format!("bad toa_stats row {l:?}"))?;
+            let vals = vals.split_whitespace().map(|v| v.parse::<u64>().map_err(|e| format!("{l:?}: {e}"))).collect::<Result<_, _>>()?;
+            rows.push((name.trim_end().to_string(), vals));
+        }
+        Ok(Stats { header, rows })
+    }
+
+    /// The sum over CPUs of row `name` (0 when absent).
+    pub fn get(&self, name: &str) -> u64 {
+        self.rows.iter().find(|(n, _)| n == name).map(|(_, v)| v.iter().sum()).unwrap_or(0)
+    }
+
+    /// All sums by name.
+    pub fn sums(&self) -> HashMap<String, u64> {
+        self.rows.iter().map(|(n, v)| (n.clone(), v.iter().sum())).collect()
+    }
+}
+
+/// The differences of the counter sums from `before` to now.
+pub fn delta(before: &Stats) -> Result<HashMap<String, i64>, String> {
+    let now = Stats::read()?.sums();
+    let b = before.sums();
+    Ok(now.iter().map(|(k, v)| (k.clone(), *v as i64 - *b.get(k).unwrap_or(&0) as i64)).collect())
+}
+
+/// Waits (up to 10 s) until every stored address was freed: `ip6_address_alloc == ip6_address_free`.
+pub fn wait_all_freed() -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = Stats::read()?;
+        let (a, f) = (s.get("ip6_address_alloc"), s.get("ip6_address_free"));
+        if a == f {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("ip6_address_alloc {a} != ip6_address_free {f} 10 s after every connection closed"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The data lines of `/proc/net/toa_table` (header checked and dropped).
+pub fn toa_table() -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string("/proc/net/toa_table").map_err(|e| format!("toa_table: {e}"))?;
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("");
+    if header != "sk local lb client origin" {
+        return Err(format!("toa_table header {header:?}"));
+    }
+    Ok(lines.map(str::to_string).collect())
+}
+
+/// The kernel log.
+pub fn dmesg() -> String {
+    run("dmesg", &[]).unwrap_or_default()
+}
