@@ -14,7 +14,7 @@
 KDIR ?= /lib/modules/$(shell uname -r)/build
 LLVM ?= $(if $(shell grep -s '^CONFIG_CC_IS_CLANG=y' $(KDIR)/.config),1,)
 LLVM_BIN ?= $(firstword $(wildcard /usr/lib/llvm-19/bin /usr/lib/llvm-18/bin))
-KRUSTC := $(or $(RUSTC),$(shell $(CURDIR)/scripts/kernel-rustc.sh $(KDIR)))
+KRUSTC = $(or $(RUSTC),$(shell $(CURDIR)/scripts/kernel-rustc.sh $(KDIR)))
 export PATH := $(if $(LLVM),$(LLVM_BIN):)$(PATH)
 
 KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(if $(LLVM),LLVM=$(LLVM)) RUSTC=$(KRUSTC)

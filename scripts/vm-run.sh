@@ -20,7 +20,9 @@ if [ "${1:-}" = --params ]; then params=$2; shift 2; fi
 [ $# -gt 0 ] || { echo "vm-run.sh: no command" >&2; exit 2; }
 
 bzimage=$kdir/arch/x86/boot/bzImage
-vng_common=(--run "$bzimage" --disable-microvm --cpus 2 --memory "${TOA_VM_MEMORY:-2G}")
+# root=/dev/root: without an initramfs, virtme-ng mounts the host's root over 9p with the tag
+# "/dev/root", and since Linux 6.x the kernel only passes a device name to a nodev root when root= says so.
+vng_common=(--run "$bzimage" --disable-microvm --cpus 2 --memory "${TOA_VM_MEMORY:-2G}" --append "root=/dev/root")
 
 # KVM probe: "/dev/kvm exists" is not enough on some hosts; boot once with it and remember the answer.
 kvm_flag=(--disable-kvm)
@@ -34,7 +36,11 @@ if [ ! -f "$probe" ]; then
 fi
 [ "$(cat "$probe")" = yes ] && kvm_flag=()
 
-cmd=$(printf '%q ' "$here/vm-inner.sh" "$ko" "$params" "$@")
+# virtme-ng lays fresh overlays over /var, /tmp, /etc...: hand the module over through the clone.
+top=$(dirname "$here")
+mkdir -p "$top/target/vm"
+cp "$ko" "$top/target/vm/toa.ko"
+cmd=$(printf '%q ' "$here/vm-inner.sh" "$top/target/vm/toa.ko" "$params" "$@")
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

@@ -75,8 +75,6 @@ pub(crate) const AF_INET: u16 = 2;
 pub(crate) const AF_INET6: u16 = 10;
 /// `ETH_P_IP` (`include/uapi/linux/if_ether.h`), host order.
 pub(crate) const ETH_P_IP: u16 = 0x0800;
-/// `IPPROTO_TCP`.
-pub(crate) const IPPROTO_TCP: u16 = 6;
 /// `TCP_SYN_SENT`, `TCP_CLOSE` and `TCP_LISTEN` of `include/net/tcp_states.h`.
 pub(crate) const TCP_SYN_SENT: u8 = 2;
 /// See [`TCP_SYN_SENT`].
@@ -90,7 +88,6 @@ extern "C" {
     pub(crate) static mut toa_param_nat64_getpeername: bool;
 
     // ---- probes
-    pub(crate) static toa_krp_data_size: usize;
     pub(crate) static mut toa_krp_tcp_v4_syn_recv_sock: Kretprobe;
     pub(crate) static mut toa_krp_tcp_v6_syn_recv_sock: Kretprobe;
     pub(crate) static mut toa_krp_inet_getname: Kretprobe;
@@ -119,7 +116,11 @@ extern "C" {
     pub(crate) static toa_nr_getpeername: c_long;
     pub(crate) static toa_nr_accept: c_long;
     pub(crate) static toa_nr_accept4: c_long;
-    pub(crate) fn copy_from_user_nofault(dst: *mut c_void, src: *const c_void, size: usize) -> c_long;
+    pub(crate) fn copy_from_user_nofault(
+        dst: *mut c_void,
+        src: *const c_void,
+        size: usize,
+    ) -> c_long;
 
     // ---- store
     pub(crate) static mut toa_store_table: Rhashtable;
@@ -144,7 +145,7 @@ extern "C" {
     pub(crate) fn rhashtable_walk_stop(iter: *mut RhashtableIter);
 
     // ---- per-CPU counters
-    pub(crate) fn __alloc_percpu(size: usize, align: usize) -> *mut u64;
+    pub(crate) fn toa_alloc_percpu(size: usize, align: usize) -> *mut u64;
     pub(crate) fn free_percpu(ptr: *mut u64);
     pub(crate) fn toa_percpu_inc(base: *mut u64, idx: c_uint);
     pub(crate) fn toa_percpu_read(base: *mut u64, idx: c_uint, cpu: c_int) -> u64;
@@ -177,13 +178,12 @@ extern "C" {
     ) -> *mut ProcDirEntry;
     pub(crate) fn remove_proc_entry(name: *const c_char, parent: *mut ProcDirEntry);
     pub(crate) fn seq_printf(seq: *mut SeqFile, fmt: *const c_char, ...);
-    pub(crate) fn seq_puts(seq: *mut SeqFile, s: *const c_char);
+    pub(crate) fn toa_seq_puts(seq: *mut SeqFile, s: *const c_char);
 
     // ---- sockets and packets
     pub(crate) fn toa_socket_sk(sock: *const Socket) -> *mut Sock;
     pub(crate) fn toa_sk_family(sk: *const Sock) -> u16;
     pub(crate) fn toa_sk_state(sk: *const Sock) -> u8;
-    pub(crate) fn toa_sk_protocol(sk: *const Sock) -> u16;
     pub(crate) fn toa_sk_net(sk: *const Sock) -> *mut Net;
     pub(crate) fn toa_sk_rcv_saddr(sk: *const Sock) -> u32;
     pub(crate) fn toa_sk_daddr(sk: *const Sock) -> u32;

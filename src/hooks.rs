@@ -14,7 +14,9 @@
 //! Handlers run with preemption disabled (softirq for `syn_recv_sock`), never sleep, and never fail the
 //! probed call: toa only ever adds information.
 
-use crate::ffi::{self, KretprobeInstance, PtRegs, SkBuff, Sock, Socket, AF_INET, AF_INET6, ETH_P_IP};
+use crate::ffi::{
+    self, KretprobeInstance, PtRegs, SkBuff, Sock, Socket, AF_INET, AF_INET6, ETH_P_IP,
+};
 use crate::sockaddr::{SockaddrIn, SockaddrIn6};
 use crate::stats::{self, Counter};
 use crate::store;
@@ -79,8 +81,16 @@ unsafe fn tcp_header<'a>(skb: *const SkBuff) -> &'a [u8] {
     }
 }
 
+/// Entry handler of both `syn_recv_sock` kretprobes: saves the skb and `own_req` of the call.
+///
+/// # Safety
+///
+/// Only called by the kprobes core, for the probe the shim (`src/toa_shim.c`) attaches it to.
 #[no_mangle]
-unsafe extern "C" fn toa_syn_recv_sock_entry(ri: *mut KretprobeInstance, regs: *mut PtRegs) -> c_int {
+unsafe extern "C" fn toa_syn_recv_sock_entry(
+    ri: *mut KretprobeInstance,
+    regs: *mut PtRegs,
+) -> c_int {
     // SAFETY: called by the kprobes core for our kretprobes at the entry of
     // `tcp_v{4,6}_syn_recv_sock(sk, skb, req, dst, req_unhash, own_req)`.
     unsafe {
@@ -101,7 +111,11 @@ unsafe fn syn_recv_sock_ret(ri: *mut KretprobeInstance, regs: *mut PtRegs) {
     // skb and `own_req` stay valid until the probed function's caller is done with them.
     let (child, skb, own_req) = unsafe {
         let d = call_data(ri);
-        (ffi::toa_regs_ret(regs) as *const Sock, d.a as *const SkBuff, d.b as *const bool)
+        (
+            ffi::toa_regs_ret(regs) as *const Sock,
+            d.a as *const SkBuff,
+            d.b as *const bool,
+        )
     };
     // SAFETY: `own_req` points at the caller's `bool`, written by the probed function before returning.
     if child.is_null() || own_req.is_null() || !unsafe { own_req.read() } {
@@ -112,27 +126,52 @@ unsafe fn syn_recv_sock_ret(ri: *mut KretprobeInstance, regs: *mut PtRegs) {
         Scan::Found(toa) => {
             stats::inc(Counter::SynRecvSockToa);
             if store::insert(child, toa.client, toa.origin).is_ok() {
-                toa_debug!("TOA {:?}: client {} stored for sk {:p}\n", toa.origin, toa.client, child);
+                toa_debug!(
+                    "TOA {:?}: client {} stored for sk {:p}\n",
+                    toa.origin,
+                    toa.client,
+                    child
+                );
             }
         }
         Scan::NoToa => stats::inc(Counter::SynRecvSockNoToa),
         Scan::Malformed(why) => {
             stats::inc(Counter::SynRecvSockNoToa);
             stats::inc(Counter::TcpOptionMalformed);
-            toa_debug!("malformed TCP options ({:?}) ignored for sk {:p}\n", why, child);
+            toa_debug!(
+                "malformed TCP options ({:?}) ignored for sk {:p}\n",
+                why,
+                child
+            );
         }
     }
 }
 
+/// Return handler of the `tcp_v4_syn_recv_sock` kretprobe.
+///
+/// # Safety
+///
+/// Only called by the kprobes core, for the probe the shim (`src/toa_shim.c`) attaches it to.
 #[no_mangle]
-unsafe extern "C" fn toa_tcp_v4_syn_recv_sock_ret(ri: *mut KretprobeInstance, regs: *mut PtRegs) -> c_int {
+unsafe extern "C" fn toa_tcp_v4_syn_recv_sock_ret(
+    ri: *mut KretprobeInstance,
+    regs: *mut PtRegs,
+) -> c_int {
     // SAFETY: the return handler of the `tcp_v4_syn_recv_sock` kretprobe.
     unsafe { syn_recv_sock_ret(ri, regs) };
     0
 }
 
+/// Return handler of the `tcp_v6_syn_recv_sock` kretprobe (native IPv6 packets only).
+///
+/// # Safety
+///
+/// Only called by the kprobes core, for the probe the shim (`src/toa_shim.c`) attaches it to.
 #[no_mangle]
-unsafe extern "C" fn toa_tcp_v6_syn_recv_sock_ret(ri: *mut KretprobeInstance, regs: *mut PtRegs) -> c_int {
+unsafe extern "C" fn toa_tcp_v6_syn_recv_sock_ret(
+    ri: *mut KretprobeInstance,
+    regs: *mut PtRegs,
+) -> c_int {
     // SAFETY: the return handler of the `tcp_v6_syn_recv_sock` kretprobe; the skb is the one saved at
     // entry, still owned by the caller.
     unsafe {
@@ -147,6 +186,11 @@ unsafe extern "C" fn toa_tcp_v6_syn_recv_sock_ret(ri: *mut KretprobeInstance, re
     0
 }
 
+/// Entry handler of the `inet_getname`/`inet6_getname` kretprobes: saves `sock`, `uaddr`, `peer`.
+///
+/// # Safety
+///
+/// Only called by the kprobes core, for the probe the shim (`src/toa_shim.c`) attaches it to.
 #[no_mangle]
 unsafe extern "C" fn toa_getname_entry(ri: *mut KretprobeInstance, regs: *mut PtRegs) -> c_int {
     // SAFETY: the entry of `inet_getname` / `inet6_getname(sock, uaddr, peer)`.
@@ -188,12 +232,22 @@ fn caller_buffer_holds_sockaddr_in6() -> bool {
     }
 }
 
+/// Return handler of the getname kretprobes: rewrites the peer address of a TOA connection.
+///
+/// # Safety
+///
+/// Only called by the kprobes core, for the probe the shim (`src/toa_shim.c`) attaches it to.
 #[no_mangle]
 unsafe extern "C" fn toa_getname_ret(ri: *mut KretprobeInstance, regs: *mut PtRegs) -> c_int {
     // SAFETY: the return of `inet_getname` / `inet6_getname`, data saved by `toa_getname_entry`.
     let (sock, uaddr, peer, ret) = unsafe {
         let d = call_data(ri);
-        (d.a as *const Socket, d.b as *mut u8, d.c as c_int, ffi::toa_regs_ret(regs) as c_int)
+        (
+            d.a as *const Socket,
+            d.b as *mut u8,
+            d.c as c_int,
+            ffi::toa_regs_ret(regs) as c_int,
+        )
     };
     if ret < 0 || peer == 0 {
         return 0;
@@ -208,21 +262,33 @@ unsafe extern "C" fn toa_getname_ret(ri: *mut KretprobeInstance, regs: *mut PtRe
     let rewritten = match (family, client.addr) {
         (AF_INET, Addr::V4(a)) => {
             // SAFETY: `inet_getname` just wrote a `sockaddr_in` (16 bytes) at `uaddr`.
-            unsafe { uaddr.cast::<SockaddrIn>().write_unaligned(SockaddrIn::new(a, client.port)) };
+            unsafe {
+                uaddr
+                    .cast::<SockaddrIn>()
+                    .write_unaligned(SockaddrIn::new(a, client.port))
+            };
             true
         }
-        (AF_INET, Addr::V6(a)) if ffi::param_nat64_getpeername() && caller_buffer_holds_sockaddr_in6() => {
+        (AF_INET, Addr::V6(a))
+            if ffi::param_nat64_getpeername() && caller_buffer_holds_sockaddr_in6() =>
+        {
             // SAFETY: the caller is the getpeername/accept syscall, whose kernel buffer is a
             // `sockaddr_storage` (128 bytes), and whose user buffer holds the 28 bytes returned.
             unsafe {
-                uaddr.cast::<SockaddrIn6>().write_unaligned(SockaddrIn6::new(a, client.port));
+                uaddr
+                    .cast::<SockaddrIn6>()
+                    .write_unaligned(SockaddrIn6::new(a, client.port));
                 ffi::toa_regs_set_ret(regs, SOCKADDR_IN6_LEN as c_ulong);
             }
             true
         }
         (AF_INET6, _) => {
             // SAFETY: `inet6_getname` just wrote a `sockaddr_in6` (28 bytes) at `uaddr`.
-            unsafe { uaddr.cast::<SockaddrIn6>().write_unaligned(SockaddrIn6::mapped(&client)) };
+            unsafe {
+                uaddr
+                    .cast::<SockaddrIn6>()
+                    .write_unaligned(SockaddrIn6::mapped(&client))
+            };
             true
         }
         _ => false,
@@ -234,6 +300,11 @@ unsafe extern "C" fn toa_getname_ret(ri: *mut KretprobeInstance, regs: *mut PtRe
     0
 }
 
+/// Pre-handler of the `inet_sock_destruct` kprobe: drops the socket's entry.
+///
+/// # Safety
+///
+/// Only called by the kprobes core, for the probe the shim (`src/toa_shim.c`) attaches it to.
 #[no_mangle]
 unsafe extern "C" fn toa_sock_destruct_pre(_p: *mut ffi::Kprobe, regs: *mut PtRegs) -> c_int {
     // SAFETY: the entry of `inet_sock_destruct(sk)`: `sk` is being destroyed, its memory not yet freed.

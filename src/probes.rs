@@ -26,7 +26,11 @@ impl KretprobeRegistration {
         // SAFETY: per the function's contract.
         let ret = unsafe { ffi::register_kretprobe(rp) };
         if ret < 0 {
-            pr_err!("cannot probe {} (error {}): is it built in and not blacklisted?\n", symbol.to_str().unwrap_or("?"), ret);
+            pr_err!(
+                "cannot probe {} (error {}): is it built in and not blacklisted?\n",
+                symbol.to_str().unwrap_or("?"),
+                ret
+            );
             return Err(Error::from_errno(ret));
         }
         Ok(Self(rp))
@@ -58,7 +62,11 @@ impl KprobeRegistration {
         // SAFETY: per the function's contract.
         let ret = unsafe { ffi::register_kprobe(kp) };
         if ret < 0 {
-            pr_err!("cannot probe {} (error {})\n", symbol.to_str().unwrap_or("?"), ret);
+            pr_err!(
+                "cannot probe {} (error {})\n",
+                symbol.to_str().unwrap_or("?"),
+                ret
+            );
             return Err(Error::from_errno(ret));
         }
         Ok(Self(kp))

@@ -39,7 +39,7 @@ unsafe fn stats_row(seq: *mut SeqFile, name: &CStr, value: impl Fn(c_int) -> u64
         for cpu in stats::possible_cpus() {
             ffi::seq_printf(seq, c"%10llu ".as_ptr(), value(cpu));
         }
-        ffi::seq_puts(seq, c"\n".as_ptr());
+        ffi::toa_seq_puts(seq, c"\n".as_ptr());
     }
 }
 
@@ -49,16 +49,35 @@ fn probe_misses() -> [(&'static CStr, u64); 5] {
     unsafe {
         use core::ptr::addr_of;
         [
-            (c"missed_v4_syn_recv_sock", ffi::toa_kretprobe_nmissed(addr_of!(ffi::toa_krp_tcp_v4_syn_recv_sock))),
-            (c"missed_v6_syn_recv_sock", ffi::toa_kretprobe_nmissed(addr_of!(ffi::toa_krp_tcp_v6_syn_recv_sock))),
-            (c"missed_inet_getname", ffi::toa_kretprobe_nmissed(addr_of!(ffi::toa_krp_inet_getname))),
-            (c"missed_inet6_getname", ffi::toa_kretprobe_nmissed(addr_of!(ffi::toa_krp_inet6_getname))),
-            (c"missed_sock_destruct", ffi::toa_kprobe_nmissed(addr_of!(ffi::toa_kp_inet_sock_destruct))),
+            (
+                c"missed_v4_syn_recv_sock",
+                ffi::toa_kretprobe_nmissed(addr_of!(ffi::toa_krp_tcp_v4_syn_recv_sock)),
+            ),
+            (
+                c"missed_v6_syn_recv_sock",
+                ffi::toa_kretprobe_nmissed(addr_of!(ffi::toa_krp_tcp_v6_syn_recv_sock)),
+            ),
+            (
+                c"missed_inet_getname",
+                ffi::toa_kretprobe_nmissed(addr_of!(ffi::toa_krp_inet_getname)),
+            ),
+            (
+                c"missed_inet6_getname",
+                ffi::toa_kretprobe_nmissed(addr_of!(ffi::toa_krp_inet6_getname)),
+            ),
+            (
+                c"missed_sock_destruct",
+                ffi::toa_kprobe_nmissed(addr_of!(ffi::toa_kp_inet_sock_destruct)),
+            ),
         ]
-        .map(|(n, v)| (n, v as u64))
     }
 }
 
+/// `show` of `/proc/net/toa_stats` (single_open).
+///
+/// # Safety
+///
+/// Only called by seq_file, for a `toa_stats` file created by [`toa_net_init`].
 unsafe extern "C" fn toa_stats_show(seq: *mut SeqFile, _v: *mut c_void) -> c_int {
     // SAFETY: called by seq_file for `toa_stats`; the formats match their arguments.
     unsafe {
@@ -66,7 +85,7 @@ unsafe extern "C" fn toa_stats_show(seq: *mut SeqFile, _v: *mut c_void) -> c_int
         for cpu in stats::possible_cpus() {
             ffi::seq_printf(seq, c"CPU%-8d".as_ptr(), cpu);
         }
-        ffi::seq_puts(seq, c"\n".as_ptr());
+        ffi::toa_seq_puts(seq, c"\n".as_ptr());
         for (counter, name) in Counter::ALL {
             stats_row(seq, name, |cpu| stats::read(counter, cpu));
         }
@@ -112,6 +131,11 @@ unsafe fn next_entry(seq: *mut SeqFile) -> *mut c_void {
     }
 }
 
+/// `seq_operations::start` of `/proc/net/toa_table`: enters the walker, skips to `*pos`.
+///
+/// # Safety
+///
+/// Only called by seq_file, for a `toa_table` file created by [`toa_net_init`].
 #[no_mangle]
 unsafe extern "C" fn toa_table_seq_start(seq: *mut SeqFile, pos: *mut i64) -> *mut c_void {
     // SAFETY: seq_file calls start/next/show/stop in sequence on one file; the walker lives in the
@@ -131,8 +155,17 @@ unsafe extern "C" fn toa_table_seq_start(seq: *mut SeqFile, pos: *mut i64) -> *m
     }
 }
 
+/// `seq_operations::next` of `/proc/net/toa_table`.
+///
+/// # Safety
+///
+/// Only called by seq_file, between `start` and `stop`.
 #[no_mangle]
-unsafe extern "C" fn toa_table_seq_next(seq: *mut SeqFile, _v: *mut c_void, pos: *mut i64) -> *mut c_void {
+unsafe extern "C" fn toa_table_seq_next(
+    seq: *mut SeqFile,
+    _v: *mut c_void,
+    pos: *mut i64,
+) -> *mut c_void {
     // SAFETY: between `start` and `stop`: see `toa_table_seq_start`.
     unsafe {
         *pos += 1;
@@ -140,6 +173,11 @@ unsafe extern "C" fn toa_table_seq_next(seq: *mut SeqFile, _v: *mut c_void, pos:
     }
 }
 
+/// `seq_operations::stop` of `/proc/net/toa_table`: leaves the walker (and its RCU section).
+///
+/// # Safety
+///
+/// Only called by seq_file, after `start`.
 #[no_mangle]
 unsafe extern "C" fn toa_table_seq_stop(seq: *mut SeqFile, _v: *mut c_void) {
     // SAFETY: the walker was entered and started by `toa_table_seq_start`.
@@ -163,11 +201,17 @@ unsafe fn sk_endpoints(sk: *const Sock) -> (Sockaddr, Sockaddr) {
         if ffi::toa_sk_family(sk) == AF_INET {
             let l = ffi::toa_sk_rcv_saddr(sk).to_ne_bytes();
             let r = ffi::toa_sk_daddr(sk).to_ne_bytes();
-            (Sockaddr::V4(SockaddrIn::new(l, lport)), Sockaddr::V4(SockaddrIn::new(r, rport)))
+            (
+                Sockaddr::V4(SockaddrIn::new(l, lport)),
+                Sockaddr::V4(SockaddrIn::new(r, rport)),
+            )
         } else {
             let l = *ffi::toa_sk_v6_rcv_saddr(sk);
             let r = *ffi::toa_sk_v6_daddr(sk);
-            (Sockaddr::V6(SockaddrIn6::new(l, lport)), Sockaddr::V6(SockaddrIn6::new(r, rport)))
+            (
+                Sockaddr::V6(SockaddrIn6::new(l, lport)),
+                Sockaddr::V6(SockaddrIn6::new(r, rport)),
+            )
         }
     }
 }
@@ -181,13 +225,18 @@ fn origin_name(o: Origin) -> &'static CStr {
     }
 }
 
+/// `seq_operations::show` of `/proc/net/toa_table`: the header, or one entry.
+///
+/// # Safety
+///
+/// Only called by seq_file, between `start` and `stop`, with a value `start`/`next` returned.
 #[no_mangle]
 unsafe extern "C" fn toa_table_seq_show(seq: *mut SeqFile, v: *mut c_void) -> c_int {
     // SAFETY: `v` is `SEQ_START_TOKEN` or an entry returned by `next_entry` under the walker's RCU
     // section; the formats match their arguments.
     unsafe {
         if v == SEQ_START_TOKEN {
-            ffi::seq_puts(seq, c"sk local lb client origin\n".as_ptr());
+            ffi::toa_seq_puts(seq, c"sk local lb client origin\n".as_ptr());
             return 0;
         }
         let e = &*v.cast::<Entry>();
@@ -206,14 +255,25 @@ unsafe extern "C" fn toa_table_seq_show(seq: *mut SeqFile, v: *mut c_void) -> c_
     0
 }
 
+/// `pernet_operations::init`: creates the namespace's `/proc/net/toa_*` files.
+///
+/// # Safety
+///
+/// Only called by the pernet core, for a live namespace.
 #[no_mangle]
 unsafe extern "C" fn toa_net_init(net: *mut Net) -> c_int {
     // SAFETY: called by the pernet core for a namespace being set up (or every existing one at
     // registration); `net->proc_net` exists.
     unsafe {
         let dir = ffi::toa_net_proc_dir(net);
-        if ffi::proc_create_net_single(STATS_NAME.as_ptr(), 0o444, dir, toa_stats_show, core::ptr::null_mut())
-            .is_null()
+        if ffi::proc_create_net_single(
+            STATS_NAME.as_ptr(),
+            0o444,
+            dir,
+            toa_stats_show,
+            core::ptr::null_mut(),
+        )
+        .is_null()
         {
             return ENOMEM.to_errno();
         }
@@ -233,6 +293,11 @@ unsafe extern "C" fn toa_net_init(net: *mut Net) -> c_int {
     0
 }
 
+/// `pernet_operations::exit`: removes the namespace's `/proc/net/toa_*` files.
+///
+/// # Safety
+///
+/// Only called by the pernet core, for a namespace `toa_net_init` set up.
 #[no_mangle]
 unsafe extern "C" fn toa_net_exit(net: *mut Net) {
     // SAFETY: the namespace's files were created by `toa_net_init`; removal waits for open readers.

@@ -41,14 +41,25 @@ const _: () = assert!(core::mem::size_of::<SockaddrIn6>() == 28);
 impl SockaddrIn {
     /// An IPv4 socket address.
     pub(crate) fn new(addr: [u8; 4], port: u16) -> Self {
-        Self { family: AF_INET, port: port.to_be_bytes(), addr, zero: [0; 8] }
+        Self {
+            family: AF_INET,
+            port: port.to_be_bytes(),
+            addr,
+            zero: [0; 8],
+        }
     }
 }
 
 impl SockaddrIn6 {
     /// An IPv6 socket address.
     pub(crate) fn new(addr: [u8; 16], port: u16) -> Self {
-        Self { family: AF_INET6, port: port.to_be_bytes(), flowinfo: [0; 4], addr, scope_id: 0 }
+        Self {
+            family: AF_INET6,
+            port: port.to_be_bytes(),
+            flowinfo: [0; 4],
+            addr,
+            scope_id: 0,
+        }
     }
 
     /// What an `AF_INET6` socket reports for `ep`: IPv4 addresses as `::ffff:a.b.c.d`.

@@ -20,6 +20,7 @@ use crate::stats::{self, Counter};
 use crate::store;
 use crate::wire::Addr;
 use core::ffi::{c_int, c_void};
+use kernel::bindings;
 use kernel::prelude::*;
 use kernel::uaccess::UserSlice;
 
@@ -29,20 +30,20 @@ pub(crate) const TOA_SO_GET_LOOKUP: c_int = 4096;
 /// bytes of tail padding.
 pub(crate) const TOA_NAT64_PEER_LEN: usize = 20;
 
-/// The answer to one lookup, or the errno to return.
-fn lookup(sk: *const Sock) -> Result<[u8; TOA_NAT64_PEER_LEN]> {
+/// The answer to one lookup, or the (positive) errno to return.
+fn lookup(sk: *const Sock) -> core::result::Result<[u8; TOA_NAT64_PEER_LEN], u32> {
     // SAFETY: `sk` is the caller's socket, referenced by its file for the whole syscall.
     let state = unsafe { ffi::toa_sk_state(sk) };
     if matches!(state, TCP_LISTEN | TCP_CLOSE | TCP_SYN_SENT) {
-        return Err(ENOTCONN);
+        return Err(bindings::ENOTCONN);
     }
     let Some(client) = store::with_entry(sk, |e| e.client) else {
         stats::inc(Counter::GetnameToaEmpty);
-        return Err(ENOENT);
+        return Err(bindings::ENOENT);
     };
     let Addr::V6(addr) = client.addr else {
         stats::inc(Counter::GetnameToaMismatch);
-        return Err(EAFNOSUPPORT);
+        return Err(bindings::EAFNOSUPPORT);
     };
     let mut peer = [0u8; TOA_NAT64_PEER_LEN];
     peer[..16].copy_from_slice(&addr);
@@ -50,18 +51,33 @@ fn lookup(sk: *const Sock) -> Result<[u8; TOA_NAT64_PEER_LEN]> {
     Ok(peer)
 }
 
+/// `nf_sockopt_ops::get` for `TOA_SO_GET_LOOKUP`: see the module documentation for the errors.
+///
+/// # Safety
+///
+/// Only called by `nf_getsockopt` with a live socket, a user pointer and the kernel copy of its length.
 #[no_mangle]
-unsafe extern "C" fn toa_sockopt_get(sk: *mut Sock, optval: c_int, user: *mut c_void, len: *mut c_int) -> c_int {
+unsafe extern "C" fn toa_sockopt_get(
+    sk: *mut Sock,
+    optval: c_int,
+    user: *mut c_void,
+    len: *mut c_int,
+) -> c_int {
     // SAFETY: `len` points at the kernel copy of the caller's length (`ip_getsockopt`).
     let ulen = unsafe { len.read() };
-    if optval != TOA_SO_GET_LOOKUP || usize::try_from(ulen).map_or(true, |l| l < TOA_NAT64_PEER_LEN) {
+    if optval != TOA_SO_GET_LOOKUP || usize::try_from(ulen).map_or(true, |l| l < TOA_NAT64_PEER_LEN)
+    {
         return EINVAL.to_errno();
     }
     let peer = match lookup(sk) {
         Ok(peer) => peer,
-        Err(e) => return e.to_errno(),
+        Err(errno) => return -(errno as c_int),
     };
-    if UserSlice::new(user as usize, TOA_NAT64_PEER_LEN).writer().write_slice(&peer).is_err() {
+    if UserSlice::new(user as usize, TOA_NAT64_PEER_LEN)
+        .writer()
+        .write_slice(&peer)
+        .is_err()
+    {
         return EFAULT.to_errno();
     }
     // SAFETY: as above.
@@ -77,9 +93,14 @@ impl SockoptRegistration {
     /// Registers `toa_sockopt_ops` (`src/toa_shim.c`).
     pub(crate) fn register() -> Result<Self> {
         // SAFETY: the shim's static ops, registered once and unregistered in `drop`.
-        let ret = unsafe { ffi::nf_register_sockopt(core::ptr::addr_of_mut!(ffi::toa_sockopt_ops)) };
+        let ret =
+            unsafe { ffi::nf_register_sockopt(core::ptr::addr_of_mut!(ffi::toa_sockopt_ops)) };
         if ret < 0 {
-            pr_err!("cannot register getsockopt {} (error {}): another TOA module loaded?\n", TOA_SO_GET_LOOKUP, ret);
+            pr_err!(
+                "cannot register getsockopt {} (error {}): another TOA module loaded?\n",
+                TOA_SO_GET_LOOKUP,
+                ret
+            );
             return Err(Error::from_errno(ret));
         }
         Ok(Self(()))

@@ -68,7 +68,7 @@ impl Stats {
     pub(crate) fn new() -> Result<Self> {
         let size = N_COUNTERS * core::mem::size_of::<u64>();
         // SAFETY: plain allocation; `__alloc_percpu` returns zeroed memory or null.
-        let base = unsafe { ffi::__alloc_percpu(size, core::mem::align_of::<u64>()) };
+        let base = unsafe { ffi::toa_alloc_percpu(size, core::mem::align_of::<u64>()) };
         if base.is_null() {
             return Err(ENOMEM);
         }
@@ -103,11 +103,6 @@ pub(crate) fn read(c: Counter, cpu: c_int) -> u64 {
     }
     // SAFETY: as in `inc`; `cpu` is a possible CPU, so its per-CPU area exists.
     unsafe { ffi::toa_percpu_read(base, c as c_uint, cpu) }
-}
-
-/// The sum of `c` over all possible CPUs.
-pub(crate) fn total(c: Counter) -> u64 {
-    possible_cpus().map(|cpu| read(c, cpu)).fold(0u64, u64::wrapping_add)
 }
 
 /// Iterates over the possible CPU ids, in increasing order (ids may have holes).

@@ -56,6 +56,10 @@ impl Store {
 }
 
 /// `rhashtable_free_and_destroy` callback: frees one entry left at unload.
+///
+/// # Safety
+///
+/// Only called by `rhashtable_free_and_destroy` in [`Store::drop`], once per entry still in the table.
 unsafe extern "C" fn free_entry(ptr: *mut c_void, _arg: *mut c_void) {
     // SAFETY: every object in the table is an `Entry` leaked from a `KBox` by `insert`, and the table
     // is being destroyed with no reader left, so this is its last owner.
@@ -98,13 +102,20 @@ unsafe fn free_after_grace_period(e: *mut Entry) {
 /// address whose destruction was missed: it is replaced, never returned for the new socket.
 pub(crate) fn insert(sk: *const Sock, client: Endpoint, origin: Origin) -> Result {
     let entry = Entry {
-        node: RhashHead { next: core::ptr::null_mut() },
+        node: RhashHead {
+            next: core::ptr::null_mut(),
+        },
         sk,
-        rcu: RcuHead { next: core::ptr::null_mut(), func: core::ptr::null() },
+        rcu: RcuHead {
+            next: core::ptr::null_mut(),
+            func: core::ptr::null(),
+        },
         client,
         origin,
     };
-    let e = KBox::into_raw(KBox::new(entry, GFP_ATOMIC).inspect_err(|_| stats::inc(Counter::StoreInsertFailed))?);
+    let e = KBox::into_raw(
+        KBox::new(entry, GFP_ATOMIC).inspect_err(|_| stats::inc(Counter::StoreInsertFailed))?,
+    );
     stats::inc(Counter::Ip6AddressAlloc);
     // SAFETY: `e` is a valid, unlinked entry.
     let mut ret = unsafe { ffi::toa_store_insert(core::ptr::addr_of_mut!((*e).node)) };

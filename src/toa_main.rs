@@ -27,7 +27,8 @@ mod sockaddr;
 mod sockopt;
 mod stats;
 mod store;
-mod wire;
+// `pub`: this file is also the public API of the host crate `toa-wire`.
+pub mod wire;
 
 use core::ptr::addr_of_mut;
 use probes::{KprobeRegistration, KretprobeRegistration};
@@ -68,12 +69,16 @@ impl kernel::Module for Toa {
         let store = store::Store::new()?;
         let proc = procfs::ProcRegistration::register()?;
         let sockopt = sockopt::SockoptRegistration::register()?;
-        // SAFETY (all probe registrations below): the shim's static probes, registered once here and
-        // unregistered when the registration drops; their handlers only use the state built above.
         // The destructor hook comes first: no entry may ever outlive its socket.
+        // SAFETY: the shim's static kprobe, registered once here and unregistered when the registration
+        // drops; its handler only uses the store built above.
         let destruct = unsafe {
-            KprobeRegistration::register(addr_of_mut!(ffi::toa_kp_inet_sock_destruct), c"inet_sock_destruct")?
+            KprobeRegistration::register(
+                addr_of_mut!(ffi::toa_kp_inet_sock_destruct),
+                c"inet_sock_destruct",
+            )?
         };
+        // SAFETY: as above, for the shim's static kretprobes.
         let syn_recv_sock = unsafe {
             [
                 KretprobeRegistration::register(
@@ -86,10 +91,17 @@ impl kernel::Module for Toa {
                 )?,
             ]
         };
+        // SAFETY: as above.
         let getname = unsafe {
             [
-                KretprobeRegistration::register(addr_of_mut!(ffi::toa_krp_inet_getname), c"inet_getname")?,
-                KretprobeRegistration::register(addr_of_mut!(ffi::toa_krp_inet6_getname), c"inet6_getname")?,
+                KretprobeRegistration::register(
+                    addr_of_mut!(ffi::toa_krp_inet_getname),
+                    c"inet_getname",
+                )?,
+                KretprobeRegistration::register(
+                    addr_of_mut!(ffi::toa_krp_inet6_getname),
+                    c"inet6_getname",
+                )?,
             ]
         };
         pr_info!("toa load success, TOA version {}\n", VERSION);

@@ -29,6 +29,8 @@
 #include <net/sock.h>
 #include <asm/syscall.h>
 
+#include "toa_shim.h"
+
 #if !IS_ENABLED(CONFIG_IPV6) || !IS_ENABLED(CONFIG_KRETPROBES) || !IS_ENABLED(CONFIG_NETFILTER)
 #error "toa needs CONFIG_IPV6, CONFIG_KRETPROBES and CONFIG_NETFILTER"
 #endif
@@ -45,26 +47,9 @@ MODULE_PARM_DESC(nat64_getpeername,
 		 "Seed 004 mode: on an AF_INET socket whose TOA carries an IPv6 client, getpeername()/accept() return "
 		 "a sockaddr_in6 when the caller's buffer can hold one (default: N, use getsockopt 4096)");
 
-/* ---- Rust callbacks (src/hooks.rs, src/sockopt.rs, src/procfs.rs, src/store.rs) ---- */
-
-int toa_syn_recv_sock_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
-int toa_tcp_v4_syn_recv_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
-int toa_tcp_v6_syn_recv_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
-int toa_getname_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
-int toa_getname_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
-int toa_sock_destruct_pre(struct kprobe *p, struct pt_regs *regs);
-int toa_sockopt_get(struct sock *sk, int optval, void __user *user, int *len);
-int toa_net_init(struct net *net);
-void toa_net_exit(struct net *net);
-void *toa_table_seq_start(struct seq_file *seq, loff_t *pos);
-void *toa_table_seq_next(struct seq_file *seq, void *v, loff_t *pos);
-void toa_table_seq_stop(struct seq_file *seq, void *v);
-int toa_table_seq_show(struct seq_file *seq, void *v);
-
 /* ---- Probes: the Rust handlers keep at most TOA_KRP_DATA_SIZE bytes per call instance ---- */
 
 #define TOA_KRP_DATA_SIZE (4 * sizeof(void *))
-const size_t toa_krp_data_size = TOA_KRP_DATA_SIZE;
 
 /*
  * inet_getname() takes lock_sock() and may sleep while holding a kretprobe instance: give getname probes
@@ -165,6 +150,7 @@ void toa_rcu_read_unlock(void) { rcu_read_unlock(); }
 
 /* ---- Per-CPU counters: an array of u64 per possible CPU ---- */
 
+u64 __percpu *toa_alloc_percpu(size_t size, size_t align) { return __alloc_percpu(size, align); }
 void toa_percpu_inc(u64 __percpu *base, unsigned int idx) { this_cpu_inc(base[idx]); }
 u64 toa_percpu_read(u64 __percpu *base, unsigned int idx, int cpu) { return READ_ONCE(per_cpu_ptr(base, cpu)[idx]); }
 int toa_next_possible_cpu(int prev) { return cpumask_next(prev, cpu_possible_mask); }
@@ -191,6 +177,7 @@ struct toa_table_iter {
 };
 const unsigned int toa_table_iter_size = sizeof(struct toa_table_iter);
 
+void toa_seq_puts(struct seq_file *seq, const char *s) { seq_puts(seq, s); }
 struct proc_dir_entry *toa_net_proc_dir(struct net *net) { return net->proc_net; }
 struct net *toa_seq_net(struct seq_file *seq) { return seq_file_net(seq); }
 struct rhashtable_iter *toa_seq_table_iter(struct seq_file *seq)
@@ -203,7 +190,6 @@ struct rhashtable_iter *toa_seq_table_iter(struct seq_file *seq)
 struct sock *toa_socket_sk(const struct socket *sock) { return sock->sk; }
 unsigned short toa_sk_family(const struct sock *sk) { return sk->sk_family; }
 unsigned char toa_sk_state(const struct sock *sk) { return READ_ONCE(sk->sk_state); }
-unsigned short toa_sk_protocol(const struct sock *sk) { return sk->sk_protocol; }
 struct net *toa_sk_net(const struct sock *sk) { return sock_net(sk); }
 __be32 toa_sk_rcv_saddr(const struct sock *sk) { return READ_ONCE(sk->sk_rcv_saddr); }
 __be32 toa_sk_daddr(const struct sock *sk) { return READ_ONCE(sk->sk_daddr); }

@@ -51,7 +51,9 @@ impl Addr {
     pub fn to_v6_mapped(self) -> [u8; 16] {
         match self {
             Addr::V6(a) => a,
-            Addr::V4(a) => [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]],
+            Addr::V4(a) => [
+                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
+            ],
         }
     }
 }
@@ -128,17 +130,37 @@ fn decode_tcp_toa(opt: &[u8]) -> Option<Toa> {
     let port = be16(opt, 2)?;
     let origin = Origin::TcpOption(kind);
     let (client, vip) = match (kind, opt.len()) {
-        (TCPOPT_TOA_TENCENT | TCPOPT_TOA_NAT64 | TCPOPT_TOA, 8) => {
-            (Endpoint { addr: Addr::V4(array(opt, 4)?), port }, None)
-        }
-        (TCPOPT_TOA_NAT64 | TCPOPT_TOA, 20) => (Endpoint { addr: Addr::V6(array(opt, 4)?), port }, None),
+        (TCPOPT_TOA_TENCENT | TCPOPT_TOA_NAT64 | TCPOPT_TOA, 8) => (
+            Endpoint {
+                addr: Addr::V4(array(opt, 4)?),
+                port,
+            },
+            None,
+        ),
+        (TCPOPT_TOA_NAT64 | TCPOPT_TOA, 20) => (
+            Endpoint {
+                addr: Addr::V6(array(opt, 4)?),
+                port,
+            },
+            None,
+        ),
         (TCPOPT_TOA, 16) => (
-            Endpoint { addr: Addr::V4(array(opt, 4)?), port },
-            Some(Endpoint { addr: Addr::V4(array(opt, 12)?), port: be16(opt, 10)? }),
+            Endpoint {
+                addr: Addr::V4(array(opt, 4)?),
+                port,
+            },
+            Some(Endpoint {
+                addr: Addr::V4(array(opt, 12)?),
+                port: be16(opt, 10)?,
+            }),
         ),
         _ => return None,
     };
-    Some(Toa { client, vip, origin })
+    Some(Toa {
+        client,
+        vip,
+        origin,
+    })
 }
 
 /// Scans a TCP option list (the bytes after the 20-byte fixed header, `doff * 4 - 20` of them).

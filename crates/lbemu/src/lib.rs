@@ -47,12 +47,20 @@ impl Lb {
     pub fn new(name: &str) -> io::Result<Lb> {
         let tun = tun::Tun::create(name)?;
         tun::configure(name)?;
-        Ok(Lb { tun, pending: HashMap::new(), next_port: 20000 })
+        Ok(Lb {
+            tun,
+            pending: HashMap::new(),
+            next_port: 20000,
+        })
     }
 
     /// A fresh LB-side source port for the next connection (never reused within one `Lb`).
     pub fn port(&mut self) -> u16 {
-        self.next_port = if self.next_port >= 60000 { 20000 } else { self.next_port + 1 };
+        self.next_port = if self.next_port >= 60000 {
+            20000
+        } else {
+            self.next_port + 1
+        };
         self.next_port
     }
 
@@ -72,8 +80,12 @@ impl Lb {
             if left.is_zero() {
                 return Ok(None);
             }
-            let Some(raw) = self.tun.read(left)? else { return Ok(None) };
-            let Some(seg) = Segment::decode(&raw) else { continue };
+            let Some(raw) = self.tun.read(left)? else {
+                return Ok(None);
+            };
+            let Some(seg) = Segment::decode(&raw) else {
+                continue;
+            };
             if seg.tcp.dport == port {
                 return Ok(Some(seg));
             }
@@ -127,7 +139,14 @@ impl Conn {
     pub fn new(lb: &mut Lb, family: Family, dport: u16, opts: Options) -> Conn {
         let sport = lb.port();
         let iss = 0x1000_0000u32.wrapping_add(u32::from(sport).wrapping_mul(7919));
-        Conn { family, sport, dport, opts, snd_nxt: iss, rcv_nxt: 0 }
+        Conn {
+            family,
+            sport,
+            dport,
+            opts,
+            snd_nxt: iss,
+            rcv_nxt: 0,
+        }
     }
 
     fn addrs(&self) -> (IpAddr, IpAddr) {
@@ -137,18 +156,37 @@ impl Conn {
         }
     }
 
-    fn segment(&self, flags: u8, seq: u32, options: &[u8], payload: &[u8], ip_opts: bool) -> Segment {
+    fn segment(
+        &self,
+        flags: u8,
+        seq: u32,
+        options: &[u8],
+        payload: &[u8],
+        ip_opts: bool,
+    ) -> Segment {
         let (src, dst) = self.addrs();
         Segment {
             src,
             dst,
-            ipv4_options: if ip_opts { self.opts.ipv4.clone() } else { Vec::new() },
-            ipv6_dstopts: if ip_opts { self.opts.ipv6_dstopts.clone() } else { Vec::new() },
+            ipv4_options: if ip_opts {
+                self.opts.ipv4.clone()
+            } else {
+                Vec::new()
+            },
+            ipv6_dstopts: if ip_opts {
+                self.opts.ipv6_dstopts.clone()
+            } else {
+                Vec::new()
+            },
             tcp: Tcp {
                 sport: self.sport,
                 dport: self.dport,
                 seq,
-                ack: if flags & Tcp::ACK != 0 { self.rcv_nxt } else { 0 },
+                ack: if flags & Tcp::ACK != 0 {
+                    self.rcv_nxt
+                } else {
+                    0
+                },
                 flags,
                 window: 65535,
                 options: options.to_vec(),
@@ -162,23 +200,38 @@ impl Conn {
     pub fn connect(&mut self, lb: &mut Lb, syn_data: &[u8]) -> io::Result<()> {
         let mut syn_opts = vec![2, 4, 0x05, 0xb4]; // MSS 1460
         syn_opts.extend_from_slice(&self.opts.syn);
-        let syn = self.segment(Tcp::SYN, self.snd_nxt, &syn_opts, syn_data, self.opts.ip_on_syn);
+        let syn = self.segment(
+            Tcp::SYN,
+            self.snd_nxt,
+            &syn_opts,
+            syn_data,
+            self.opts.ip_on_syn,
+        );
         for _ in 0..SYN_TRIES {
             lb.send(&syn)?;
             let deadline = Instant::now() + REPLY_TIMEOUT;
-            while let Some(seg) = lb.recv(self.sport, deadline.saturating_duration_since(Instant::now()))? {
+            while let Some(seg) = lb.recv(
+                self.sport,
+                deadline.saturating_duration_since(Instant::now()),
+            )? {
                 let t = &seg.tcp;
                 if t.flags & Tcp::RST != 0 {
-                    return Err(io::Error::new(io::ErrorKind::ConnectionRefused, "RST in reply to SYN"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionRefused,
+                        "RST in reply to SYN",
+                    ));
                 }
                 if t.flags & (Tcp::SYN | Tcp::ACK) == Tcp::SYN | Tcp::ACK {
                     let syn_len = 1 + syn_data.len() as u32;
-                    if t.ack != self.snd_nxt.wrapping_add(1) && t.ack != self.snd_nxt.wrapping_add(syn_len) {
+                    if t.ack != self.snd_nxt.wrapping_add(1)
+                        && t.ack != self.snd_nxt.wrapping_add(syn_len)
+                    {
                         continue;
                     }
                     self.snd_nxt = t.ack;
                     self.rcv_nxt = t.seq.wrapping_add(1);
-                    let ack = self.segment(Tcp::ACK, self.snd_nxt, &self.opts.ack.clone(), &[], true);
+                    let ack =
+                        self.segment(Tcp::ACK, self.snd_nxt, &self.opts.ack.clone(), &[], true);
                     return lb.send(&ack);
                 }
             }
@@ -188,7 +241,13 @@ impl Conn {
 
     /// Sends `data` in one segment (carrying `Options::data` as TCP options).
     pub fn send(&mut self, lb: &mut Lb, data: &[u8]) -> io::Result<()> {
-        let seg = self.segment(Tcp::ACK | Tcp::PSH, self.snd_nxt, &self.opts.data.clone(), data, false);
+        let seg = self.segment(
+            Tcp::ACK | Tcp::PSH,
+            self.snd_nxt,
+            &self.opts.data.clone(),
+            data,
+            false,
+        );
         self.snd_nxt = self.snd_nxt.wrapping_add(data.len() as u32);
         lb.send(&seg)
     }
@@ -211,7 +270,10 @@ impl Conn {
     /// server socket leaves LAST_ACK/FIN_WAIT and is destroyed. Data segments are acknowledged on the way.
     pub fn await_server_fin(&mut self, lb: &mut Lb, timeout: Duration) -> io::Result<()> {
         let deadline = Instant::now() + timeout;
-        while let Some(seg) = lb.recv(self.sport, deadline.saturating_duration_since(Instant::now()))? {
+        while let Some(seg) = lb.recv(
+            self.sport,
+            deadline.saturating_duration_since(Instant::now()),
+        )? {
             let t = &seg.tcp;
             if t.flags & Tcp::RST != 0 {
                 return Ok(());
@@ -229,6 +291,9 @@ impl Conn {
                 return Ok(());
             }
         }
-        Err(io::Error::new(io::ErrorKind::TimedOut, "no FIN from the server"))
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "no FIN from the server",
+        ))
     }
 }

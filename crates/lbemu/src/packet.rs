@@ -77,7 +77,7 @@ fn checksum(mut sum: u32, data: &[u8]) -> u16 {
 }
 
 fn pad4(mut v: Vec<u8>) -> Vec<u8> {
-    while v.len() % 4 != 0 {
+    while !v.len().is_multiple_of(4) {
         v.push(0);
     }
     v
@@ -221,23 +221,42 @@ mod tests {
     fn round_trip_and_checksums() {
         for (src, dst) in [
             (IpAddr::from([192, 0, 2, 2]), IpAddr::from([192, 0, 2, 1])),
-            ("2001:db8::2".parse().unwrap(), "2001:db8::1".parse().unwrap()),
+            (
+                "2001:db8::2".parse().unwrap(),
+                "2001:db8::1".parse().unwrap(),
+            ),
         ] {
             let seg = Segment {
                 src,
                 dst,
                 ipv4_options: vec![],
                 ipv6_dstopts: vec![],
-                tcp: Tcp { sport: 1, dport: 2, seq: 3, ack: 4, flags: Tcp::ACK, window: 5, options: vec![200, 8, 0, 1, 1, 2, 3, 4], payload: b"hi!".to_vec() },
+                tcp: Tcp {
+                    sport: 1,
+                    dport: 2,
+                    seq: 3,
+                    ack: 4,
+                    flags: Tcp::ACK,
+                    window: 5,
+                    options: vec![200, 8, 0, 1, 1, 2, 3, 4],
+                    payload: b"hi!".to_vec(),
+                },
             };
             let raw = seg.encode();
             let back = Segment::decode(&raw).unwrap();
             assert_eq!(back.tcp.options, seg.tcp.options);
             assert_eq!(back.tcp.payload, b"hi!");
             // The TCP checksum over pseudo-header + segment verifies to 0.
-            let l4 = if src.is_ipv4() { &raw[20..] } else { &raw[40..] };
+            let l4 = if src.is_ipv4() {
+                &raw[20..]
+            } else {
+                &raw[40..]
+            };
             let mut pseudo = 0u32;
-            let mut add = |b: &[u8]| b.chunks(2).for_each(|c| pseudo += u32::from(u16::from_be_bytes([c[0], c[1]])));
+            let mut add = |b: &[u8]| {
+                b.chunks(2)
+                    .for_each(|c| pseudo += u32::from(u16::from_be_bytes([c[0], c[1]])))
+            };
             match (src, dst) {
                 (IpAddr::V4(s), IpAddr::V4(d)) => {
                     add(&s.octets());

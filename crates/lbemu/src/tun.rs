@@ -23,8 +23,15 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 impl Tun {
     /// Creates (or attaches to) the TUN device `name`.
     pub fn create(name: &str) -> io::Result<Tun> {
-        let file = OpenOptions::new().read(true).write(true).open("/dev/net/tun")?;
-        let mut req = IfReq { name: [0; libc::IFNAMSIZ], flags: (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short, _pad: [0; 22] };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/net/tun")?;
+        let mut req = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            flags: (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short,
+            _pad: [0; 22],
+        };
         let n = name.len().min(libc::IFNAMSIZ - 1);
         req.name[..n].copy_from_slice(&name.as_bytes()[..n]);
         // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `IfReq` lays out (40 bytes).
@@ -36,13 +43,21 @@ impl Tun {
 
     /// Reads one packet, waiting at most `timeout`; `None` on timeout.
     pub fn read(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
-        let mut pfd = libc::pollfd { fd: self.file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: self.file.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
         // SAFETY: one valid pollfd.
         let n = unsafe { libc::poll(&mut pfd, 1, ms) };
         if n < 0 {
             let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted { Ok(None) } else { Err(e) };
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(None)
+            } else {
+                Err(e)
+            };
         }
         if n == 0 {
             return Ok(None);
@@ -73,6 +88,14 @@ fn ip(args: &[&str]) -> io::Result<()> {
 pub fn configure(name: &str) -> io::Result<()> {
     ip(&["link", "set", name, "up"])?;
     ip(&["addr", "replace", "192.0.2.1/24", "dev", name])?;
-    ip(&["-6", "addr", "replace", "2001:db8::1/64", "dev", name, "nodad"])?;
+    ip(&[
+        "-6",
+        "addr",
+        "replace",
+        "2001:db8::1/64",
+        "dev",
+        name,
+        "nodad",
+    ])?;
     Ok(())
 }

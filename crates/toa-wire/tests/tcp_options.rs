@@ -3,7 +3,9 @@
 use toa_wire::*;
 
 const CIP4: [u8; 4] = [198, 51, 100, 7];
-const CIP6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xbe, 0xef];
+const CIP6: [u8; 16] = [
+    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xbe, 0xef,
+];
 
 fn toa4(kind: u8, port: u16) -> Vec<u8> {
     let mut v = vec![kind, 8];
@@ -30,7 +32,13 @@ fn found(s: Scan) -> Toa {
 fn every_ipv4_format() {
     for kind in [200, 253, 254] {
         let t = found(scan_tcp_options(&toa4(kind, 40000)));
-        assert_eq!(t.client, Endpoint { addr: Addr::V4(CIP4), port: 40000 });
+        assert_eq!(
+            t.client,
+            Endpoint {
+                addr: Addr::V4(CIP4),
+                port: 40000
+            }
+        );
         assert_eq!(t.origin, Origin::TcpOption(kind));
         assert_eq!(t.vip, None);
     }
@@ -40,7 +48,13 @@ fn every_ipv4_format() {
 fn every_ipv6_format() {
     for kind in [253, 254] {
         let t = found(scan_tcp_options(&toa6(kind, 443)));
-        assert_eq!(t.client, Endpoint { addr: Addr::V6(CIP6), port: 443 });
+        assert_eq!(
+            t.client,
+            Endpoint {
+                addr: Addr::V6(CIP6),
+                port: 443
+            }
+        );
         assert_eq!(t.origin, Origin::TcpOption(kind));
     }
 }
@@ -52,16 +66,32 @@ fn kind_200_len_20_is_not_a_toa() {
 
 #[test]
 fn bytedance_client_and_vip() {
-    let opt = [254, 16, 0x1f, 0x90, 198, 51, 100, 7, 0, 0, 0x00, 0x50, 203, 0, 113, 9];
+    let opt = [
+        254, 16, 0x1f, 0x90, 198, 51, 100, 7, 0, 0, 0x00, 0x50, 203, 0, 113, 9,
+    ];
     let t = found(scan_tcp_options(&opt));
-    assert_eq!(t.client, Endpoint { addr: Addr::V4(CIP4), port: 8080 });
-    assert_eq!(t.vip, Some(Endpoint { addr: Addr::V4([203, 0, 113, 9]), port: 80 }));
+    assert_eq!(
+        t.client,
+        Endpoint {
+            addr: Addr::V4(CIP4),
+            port: 8080
+        }
+    );
+    assert_eq!(
+        t.vip,
+        Some(Endpoint {
+            addr: Addr::V4([203, 0, 113, 9]),
+            port: 80
+        })
+    );
 }
 
 #[test]
 fn walks_past_nop_timestamps_and_unknown_kinds() {
     // NOP NOP TS(10) | experimental TFO 254/4 | unknown 99/3 | TOA 200/8
-    let mut opts = vec![1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 254, 4, 0xf9, 0x89, 99, 3, 7];
+    let mut opts = vec![
+        1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 254, 4, 0xf9, 0x89, 99, 3, 7,
+    ];
     opts.extend(toa4(200, 1234));
     let t = found(scan_tcp_options(&opts));
     assert_eq!(t.client.port, 1234);
@@ -91,11 +121,26 @@ fn empty_and_padding_only() {
 fn malformed_lists_are_rejected_whole() {
     let mut after_toa = toa4(200, 1);
     after_toa.extend([5, 1]); // SACK with length 1 after a good TOA
-    assert_eq!(scan_tcp_options(&after_toa), Scan::Malformed(Malformed::LengthTooShort));
-    assert_eq!(scan_tcp_options(&[200]), Scan::Malformed(Malformed::MissingLength));
-    assert_eq!(scan_tcp_options(&[1, 200, 0]), Scan::Malformed(Malformed::LengthTooShort));
-    assert_eq!(scan_tcp_options(&[200, 8, 0, 1, 2, 3]), Scan::Malformed(Malformed::Truncated));
-    assert_eq!(scan_tcp_options(&[254, 255, 0]), Scan::Malformed(Malformed::Truncated));
+    assert_eq!(
+        scan_tcp_options(&after_toa),
+        Scan::Malformed(Malformed::LengthTooShort)
+    );
+    assert_eq!(
+        scan_tcp_options(&[200]),
+        Scan::Malformed(Malformed::MissingLength)
+    );
+    assert_eq!(
+        scan_tcp_options(&[1, 200, 0]),
+        Scan::Malformed(Malformed::LengthTooShort)
+    );
+    assert_eq!(
+        scan_tcp_options(&[200, 8, 0, 1, 2, 3]),
+        Scan::Malformed(Malformed::Truncated)
+    );
+    assert_eq!(
+        scan_tcp_options(&[254, 255, 0]),
+        Scan::Malformed(Malformed::Truncated)
+    );
 }
 
 #[test]
@@ -105,15 +150,27 @@ fn tcp_header_data_offset() {
     hdr.extend(toa4(254, 7));
     assert_eq!(found(scan_tcp_header(&hdr)).client.port, 7);
     hdr[12] = 4 << 4;
-    assert_eq!(scan_tcp_header(&hdr), Scan::Malformed(Malformed::BadDataOffset));
+    assert_eq!(
+        scan_tcp_header(&hdr),
+        Scan::Malformed(Malformed::BadDataOffset)
+    );
     hdr[12] = 8 << 4; // claims 32 bytes, only 28 given
-    assert_eq!(scan_tcp_header(&hdr), Scan::Malformed(Malformed::BadDataOffset));
-    assert_eq!(scan_tcp_header(&hdr[..10]), Scan::Malformed(Malformed::BadDataOffset));
+    assert_eq!(
+        scan_tcp_header(&hdr),
+        Scan::Malformed(Malformed::BadDataOffset)
+    );
+    assert_eq!(
+        scan_tcp_header(&hdr[..10]),
+        Scan::Malformed(Malformed::BadDataOffset)
+    );
 }
 
 #[test]
 fn v4_mapped() {
-    assert_eq!(Addr::V4([1, 2, 3, 4]).to_v6_mapped(), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 1, 2, 3, 4]);
+    assert_eq!(
+        Addr::V4([1, 2, 3, 4]).to_v6_mapped(),
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 1, 2, 3, 4]
+    );
     assert_eq!(Addr::V6(CIP6).to_v6_mapped(), CIP6);
 }
 
@@ -134,7 +191,9 @@ fn exhaustive_short_and_random_lists() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let len = (seed % 41) as usize;
-        let bytes: Vec<u8> = (0..len).map(|i| (seed >> (i % 8 * 8)) as u8 ^ (i as u8).wrapping_mul(31)).collect();
+        let bytes: Vec<u8> = (0..len)
+            .map(|i| (seed >> (i % 8 * 8)) as u8 ^ (i as u8).wrapping_mul(31))
+            .collect();
         if let Scan::Found(t) = scan_tcp_options(&bytes) {
             assert!(matches!(t.origin, Origin::TcpOption(200 | 253 | 254)));
         }

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 /// Runs a command, failing with its output when it fails.
 pub fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(cmd).args(args).output().map_err(|e| format!("{cmd}: {e}"))?;
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{cmd}: {e}"))?;
     if !out.status.success() {
         return Err(format!(
             "{cmd} {}: {}{}",
@@ -26,7 +29,9 @@ pub fn ko() -> String {
 
 /// Whether toa is loaded.
 pub fn loaded() -> bool {
-    std::fs::read_to_string("/proc/modules").map(|m| m.lines().any(|l| l.starts_with("toa "))).unwrap_or(false)
+    std::fs::read_to_string("/proc/modules")
+        .map(|m| m.lines().any(|l| l.starts_with("toa ")))
+        .unwrap_or(false)
 }
 
 /// Unloads toa if loaded (`rmmod` is retried while a getsockopt in flight holds a reference).
@@ -82,13 +87,19 @@ pub struct Stats {
 impl Stats {
     /// Reads and parses the file.
     pub fn read() -> Result<Stats, String> {
-        let text = std::fs::read_to_string("/proc/net/toa_stats").map_err(|e| format!("toa_stats: {e}"))?;
+        let text = std::fs::read_to_string("/proc/net/toa_stats")
+            .map_err(|e| format!("toa_stats: {e}"))?;
         let mut lines = text.lines();
         let header = lines.next().ok_or("toa_stats is empty")?.to_string();
         let mut rows = Vec::new();
         for l in lines {
-            let (name, vals) = l.split_once(':').ok_or_else(|| format!("bad toa_stats row {l:?}"))?;
-            let vals = vals.split_whitespace().map(|v| v.parse::<u64>().map_err(|e| format!("{l:?}: {e}"))).collect::<Result<_, _>>()?;
+            let (name, vals) = l
+                .split_once(':')
+                .ok_or_else(|| format!("bad toa_stats row {l:?}"))?;
+            let vals = vals
+                .split_whitespace()
+                .map(|v| v.parse::<u64>().map_err(|e| format!("{l:?}: {e}")))
+                .collect::<Result<_, _>>()?;
             rows.push((name.trim_end().to_string(), vals));
         }
         Ok(Stats { header, rows })
@@ -96,12 +107,19 @@ impl Stats {
 
     /// The sum over CPUs of row `name` (0 when absent).
     pub fn get(&self, name: &str) -> u64 {
-        self.rows.iter().find(|(n, _)| n == name).map(|(_, v)| v.iter().sum()).unwrap_or(0)
+        self.rows
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.iter().sum())
+            .unwrap_or(0)
     }
 
     /// All sums by name.
     pub fn sums(&self) -> HashMap<String, u64> {
-        self.rows.iter().map(|(n, v)| (n.clone(), v.iter().sum())).collect()
+        self.rows
+            .iter()
+            .map(|(n, v)| (n.clone(), v.iter().sum()))
+            .collect()
     }
 }
 
@@ -109,7 +127,10 @@ impl Stats {
 pub fn delta(before: &Stats) -> Result<HashMap<String, i64>, String> {
     let now = Stats::read()?.sums();
     let b = before.sums();
-    Ok(now.iter().map(|(k, v)| (k.clone(), *v as i64 - *b.get(k).unwrap_or(&0) as i64)).collect())
+    Ok(now
+        .iter()
+        .map(|(k, v)| (k.clone(), *v as i64 - *b.get(k).unwrap_or(&0) as i64))
+        .collect())
 }
 
 /// Waits (up to 10 s) until every stored address was freed: `ip6_address_alloc == ip6_address_free`.
@@ -122,7 +143,9 @@ pub fn wait_all_freed() -> Result<(), String> {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(format!("ip6_address_alloc {a} != ip6_address_free {f} 10 s after every connection closed"));
+            return Err(format!(
+                "ip6_address_alloc {a} != ip6_address_free {f} 10 s after every connection closed"
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -130,7 +153,8 @@ pub fn wait_all_freed() -> Result<(), String> {
 
 /// The data lines of `/proc/net/toa_table` (header checked and dropped).
 pub fn toa_table() -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string("/proc/net/toa_table").map_err(|e| format!("toa_table: {e}"))?;
+    let text =
+        std::fs::read_to_string("/proc/net/toa_table").map_err(|e| format!("toa_table: {e}"))?;
     let mut lines = text.lines();
     let header = lines.next().unwrap_or("");
     if header != "sk local lb client origin" {

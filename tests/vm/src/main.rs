@@ -56,7 +56,10 @@ fn toa6(kind: u8, cip: Ipv6Addr, cport: u16) -> Vec<u8> {
 }
 
 fn ack_opts(ack: Vec<u8>) -> Options {
-    Options { ack, ..Options::default() }
+    Options {
+        ack,
+        ..Options::default()
+    }
 }
 
 fn v4mapped(a: Ipv4Addr) -> IpAddr {
@@ -111,17 +114,36 @@ fn serve(ctx: &mut Ctx, af: Af, wire: Family, opts: Options) -> Result<Served, S
     let peer = io(sock.peer(), "getpeername")?;
     let local = io(sock.local(), "getsockname")?;
     let lookup = sock.toa_lookup(20);
-    Ok(Served { listener, sock, conn, accepted, peer, local, lookup })
+    Ok(Served {
+        listener,
+        sock,
+        conn,
+        accepted,
+        peer,
+        local,
+        lookup,
+    })
 }
 
 /// Closes a served connection the normal way: the LB sends FIN, the server closes, the LB acknowledges
-/// the server's FIN. Then waits until toa freed every entry.
-fn close(ctx: &mut Ctx, s: Served) -> TestResult {
-    let Served { listener, sock, mut conn, .. } = s;
+/// the server's FIN, so the server socket is destroyed at once.
+fn finish(ctx: &mut Ctx, s: Served) -> TestResult {
+    let Served {
+        listener,
+        sock,
+        mut conn,
+        ..
+    } = s;
     io(conn.fin(&mut ctx.lb), "FIN")?;
     drop(sock);
     io(conn.await_server_fin(&mut ctx.lb, WAIT), "server FIN")?;
     drop(listener);
+    Ok(())
+}
+
+/// [`finish`], then waits until toa freed every entry (no other TOA connection may be open).
+fn close(ctx: &mut Ctx, s: Served) -> TestResult {
+    finish(ctx, s)?;
     env::wait_all_freed()
 }
 
@@ -154,15 +176,47 @@ fn ipv4_toa_on_af_inet(ctx: &mut Ctx) -> TestResult {
         let before = Stats::read()?;
         let s = serve(ctx, Af::Inet, Family::V4, ack_opts(toa4(kind, CIP4, CPORT)))?;
         let want: SocketAddr = (CIP4, CPORT).into();
-        check!(s.accepted == want, "kind {kind}: accept() returned {}, want {want}", s.accepted);
-        check!(s.peer == want, "kind {kind}: getpeername() returned {}, want {want}", s.peer);
-        check!(s.local.ip() == IpAddr::V4(SERVER_V4), "kind {kind}: getsockname() {}", s.local);
-        check!(errno(&s.lookup) == Some(libc::EAFNOSUPPORT), "kind {kind}: getsockopt 4096 gave {:?}", s.lookup);
+        check!(
+            s.accepted == want,
+            "kind {kind}: accept() returned {}, want {want}",
+            s.accepted
+        );
+        check!(
+            s.peer == want,
+            "kind {kind}: getpeername() returned {}, want {want}",
+            s.peer
+        );
+        check!(
+            s.local.ip() == IpAddr::V4(SERVER_V4),
+            "kind {kind}: getsockname() {}",
+            s.local
+        );
+        check!(
+            errno(&s.lookup) == Some(libc::EAFNOSUPPORT),
+            "kind {kind}: getsockopt 4096 gave {:?}",
+            s.lookup
+        );
         let d = delta(&before)?;
-        check!(d["syn_recv_sock_toa"] == 1, "kind {kind}: syn_recv_sock_toa +{}", d["syn_recv_sock_toa"]);
-        check!(d["getname_toa_ok"] == 2, "kind {kind}: getname_toa_ok +{} (accept + getpeername)", d["getname_toa_ok"]);
-        check!(d["getname_toa_mismatch"] == 1, "kind {kind}: getname_toa_mismatch +{}", d["getname_toa_mismatch"]);
-        check!(d["ip6_address_alloc"] == 1, "kind {kind}: ip6_address_alloc +{}", d["ip6_address_alloc"]);
+        check!(
+            d["syn_recv_sock_toa"] == 1,
+            "kind {kind}: syn_recv_sock_toa +{}",
+            d["syn_recv_sock_toa"]
+        );
+        check!(
+            d["getname_toa_ok"] == 2,
+            "kind {kind}: getname_toa_ok +{} (accept + getpeername)",
+            d["getname_toa_ok"]
+        );
+        check!(
+            d["getname_toa_mismatch"] == 1,
+            "kind {kind}: getname_toa_mismatch +{}",
+            d["getname_toa_mismatch"]
+        );
+        check!(
+            d["ip6_address_alloc"] == 1,
+            "kind {kind}: ip6_address_alloc +{}",
+            d["ip6_address_alloc"]
+        );
         close(ctx, s)?;
     }
     Ok(())
@@ -174,14 +228,42 @@ fn ipv4_toa_on_af_inet6_mapped(ctx: &mut Ctx) -> TestResult {
     let before = Stats::read()?;
     let s = serve(ctx, Af::Inet6, Family::V4, ack_opts(toa4(200, CIP4, CPORT)))?;
     let want = SocketAddr::new(v4mapped(CIP4), CPORT);
-    check!(s.accepted == want, "accept() returned {}, want {want}", s.accepted);
-    check!(s.peer == want, "getpeername() returned {}, want {want}", s.peer);
-    check!(s.local.ip() == server_addr(Af::Inet6, Family::V4), "getsockname() {}", s.local);
-    check!(errno(&s.lookup) == Some(libc::EAFNOSUPPORT), "getsockopt 4096 gave {:?}", s.lookup);
+    check!(
+        s.accepted == want,
+        "accept() returned {}, want {want}",
+        s.accepted
+    );
+    check!(
+        s.peer == want,
+        "getpeername() returned {}, want {want}",
+        s.peer
+    );
+    check!(
+        s.local.ip() == server_addr(Af::Inet6, Family::V4),
+        "getsockname() {}",
+        s.local
+    );
+    check!(
+        errno(&s.lookup) == Some(libc::EAFNOSUPPORT),
+        "getsockopt 4096 gave {:?}",
+        s.lookup
+    );
     let d = delta(&before)?;
-    check!(d["syn_recv_sock_toa"] == 1, "syn_recv_sock_toa +{} (processed twice?)", d["syn_recv_sock_toa"]);
-    check!(d["syn_recv_sock_no_toa"] == 0, "syn_recv_sock_no_toa +{}", d["syn_recv_sock_no_toa"]);
-    check!(d["ip6_address_alloc"] == 1, "ip6_address_alloc +{}", d["ip6_address_alloc"]);
+    check!(
+        d["syn_recv_sock_toa"] == 1,
+        "syn_recv_sock_toa +{} (processed twice?)",
+        d["syn_recv_sock_toa"]
+    );
+    check!(
+        d["syn_recv_sock_no_toa"] == 0,
+        "syn_recv_sock_no_toa +{}",
+        d["syn_recv_sock_no_toa"]
+    );
+    check!(
+        d["ip6_address_alloc"] == 1,
+        "ip6_address_alloc +{}",
+        d["ip6_address_alloc"]
+    );
     close(ctx, s)
 }
 
@@ -189,14 +271,35 @@ fn ipv4_toa_on_af_inet6_mapped(ctx: &mut Ctx) -> TestResult {
 /// getsockopt 4096 returns it too.
 fn ipv6_toa_on_af_inet6(ctx: &mut Ctx) -> TestResult {
     for kind in [253u8, 254] {
-        let s = serve(ctx, Af::Inet6, Family::V6, ack_opts(toa6(kind, CIP6, CPORT)))?;
+        let s = serve(
+            ctx,
+            Af::Inet6,
+            Family::V6,
+            ack_opts(toa6(kind, CIP6, CPORT)),
+        )?;
         let want: SocketAddr = (CIP6, CPORT).into();
-        check!(s.accepted == want, "kind {kind}: accept() returned {}, want {want}", s.accepted);
-        check!(s.peer == want, "kind {kind}: getpeername() returned {}", s.peer);
-        check!(s.local.ip() == IpAddr::V6(SERVER_V6), "kind {kind}: getsockname() {}", s.local);
+        check!(
+            s.accepted == want,
+            "kind {kind}: accept() returned {}, want {want}",
+            s.accepted
+        );
+        check!(
+            s.peer == want,
+            "kind {kind}: getpeername() returned {}",
+            s.peer
+        );
+        check!(
+            s.local.ip() == IpAddr::V6(SERVER_V6),
+            "kind {kind}: getsockname() {}",
+            s.local
+        );
         match &s.lookup {
             Ok((a, 20)) if *a == want => {}
-            other => return Err(format!("kind {kind}: getsockopt 4096 gave {other:?}, want {want}")),
+            other => {
+                return Err(format!(
+                    "kind {kind}: getsockopt 4096 gave {other:?}, want {want}"
+                ))
+            }
         }
         close(ctx, s)?;
     }
@@ -207,7 +310,12 @@ fn ipv6_toa_on_af_inet6(ctx: &mut Ctx) -> TestResult {
 fn ipv4_toa_on_ipv6_wire(ctx: &mut Ctx) -> TestResult {
     let s = serve(ctx, Af::Inet6, Family::V6, ack_opts(toa4(254, CIP4, CPORT)))?;
     let want = SocketAddr::new(v4mapped(CIP4), CPORT);
-    check!(s.peer == want && s.accepted == want, "accept {} / getpeername {}, want {want}", s.accepted, s.peer);
+    check!(
+        s.peer == want && s.accepted == want,
+        "accept {} / getpeername {}, want {want}",
+        s.accepted,
+        s.peer
+    );
     close(ctx, s)
 }
 
@@ -217,14 +325,27 @@ fn nat64_on_af_inet(ctx: &mut Ctx) -> TestResult {
         let before = Stats::read()?;
         let s = serve(ctx, Af::Inet, Family::V4, ack_opts(toa6(kind, CIP6, CPORT)))?;
         let lb = SocketAddr::new(IpAddr::V4(LB_V4), s.conn.sport);
-        check!(s.accepted == lb && s.peer == lb, "kind {kind}: accept {} / getpeername {}, want the LB {lb}", s.accepted, s.peer);
+        check!(
+            s.accepted == lb && s.peer == lb,
+            "kind {kind}: accept {} / getpeername {}, want the LB {lb}",
+            s.accepted,
+            s.peer
+        );
         let want: SocketAddr = (CIP6, CPORT).into();
         match &s.lookup {
             Ok((a, 20)) if *a == want => {}
-            other => return Err(format!("kind {kind}: getsockopt 4096 gave {other:?}, want {want}")),
+            other => {
+                return Err(format!(
+                    "kind {kind}: getsockopt 4096 gave {other:?}, want {want}"
+                ))
+            }
         }
         let d = delta(&before)?;
-        check!(d["getname_toa_ok"] == 1, "kind {kind}: getname_toa_ok +{}", d["getname_toa_ok"]);
+        check!(
+            d["getname_toa_ok"] == 1,
+            "kind {kind}: getname_toa_ok +{}",
+            d["getname_toa_ok"]
+        );
         close(ctx, s)?;
     }
     Ok(())
@@ -237,18 +358,36 @@ fn nat64_getpeername_mode(ctx: &mut Ctx) -> TestResult {
     let r = (|| {
         let s = serve(ctx, Af::Inet, Family::V4, ack_opts(toa6(253, CIP6, CPORT)))?;
         let want: SocketAddr = (CIP6, CPORT).into();
-        check!(s.accepted == want, "accept() returned {}, want {want}", s.accepted);
-        check!(s.peer == want, "getpeername() returned {}, want {want}", s.peer);
+        check!(
+            s.accepted == want,
+            "accept() returned {}, want {want}",
+            s.accepted
+        );
+        check!(
+            s.peer == want,
+            "getpeername() returned {}, want {want}",
+            s.peer
+        );
         let (small, len) = io(s.sock.peer_with_buffer(16), "getpeername(16)")?;
         let lb = SocketAddr::new(IpAddr::V4(LB_V4), s.conn.sport);
-        check!(small == lb && len == 16, "getpeername with a 16-byte buffer: {small} len {len}, want {lb} len 16");
+        check!(
+            small == lb && len == 16,
+            "getpeername with a 16-byte buffer: {small} len {len}, want {lb} len 16"
+        );
         let (exact, len) = io(s.sock.peer_with_buffer(28), "getpeername(28)")?;
-        check!(exact == want && len == 28, "getpeername with a 28-byte buffer: {exact} len {len}");
+        check!(
+            exact == want && len == 28,
+            "getpeername with a 28-byte buffer: {exact} len {len}"
+        );
+        close(ctx, s)?;
         // An IPv4 TOA is unchanged by the mode.
         let s4 = serve(ctx, Af::Inet, Family::V4, ack_opts(toa4(200, CIP4, CPORT)))?;
-        check!(s4.peer == SocketAddr::from((CIP4, CPORT)), "IPv4 TOA in nat64 mode: {}", s4.peer);
-        close(ctx, s4)?;
-        close(ctx, s)
+        check!(
+            s4.peer == SocketAddr::from((CIP4, CPORT)),
+            "IPv4 TOA in nat64 mode: {}",
+            s4.peer
+        );
+        close(ctx, s4)
     })();
     env::load(&[])?;
     r
@@ -256,16 +395,39 @@ fn nat64_getpeername_mode(ctx: &mut Ctx) -> TestResult {
 
 /// No TOA: nothing changes; getsockopt 4096 fails with ENOENT and counts getname_toa_empty.
 fn no_toa(ctx: &mut Ctx) -> TestResult {
-    for (af, wire) in [(Af::Inet, Family::V4), (Af::Inet6, Family::V4), (Af::Inet6, Family::V6)] {
+    for (af, wire) in [
+        (Af::Inet, Family::V4),
+        (Af::Inet6, Family::V4),
+        (Af::Inet6, Family::V6),
+    ] {
         let before = Stats::read()?;
         let s = serve(ctx, af, wire, Options::default())?;
-        let lb_ip = if af == Af::Inet6 && wire == Family::V4 { v4mapped(LB_V4) } else { lb_addr(wire) };
+        let lb_ip = if af == Af::Inet6 && wire == Family::V4 {
+            v4mapped(LB_V4)
+        } else {
+            lb_addr(wire)
+        };
         let lb = SocketAddr::new(lb_ip, s.conn.sport);
-        check!(s.accepted == lb && s.peer == lb, "{af:?}/{wire:?}: accept {} getpeername {}, want {lb}", s.accepted, s.peer);
-        check!(errno(&s.lookup) == Some(libc::ENOENT), "{af:?}/{wire:?}: getsockopt 4096 gave {:?}", s.lookup);
+        check!(
+            s.accepted == lb && s.peer == lb,
+            "{af:?}/{wire:?}: accept {} getpeername {}, want {lb}",
+            s.accepted,
+            s.peer
+        );
+        check!(
+            errno(&s.lookup) == Some(libc::ENOENT),
+            "{af:?}/{wire:?}: getsockopt 4096 gave {:?}",
+            s.lookup
+        );
         let d = delta(&before)?;
-        check!(d["syn_recv_sock_no_toa"] == 1 && d["syn_recv_sock_toa"] == 0, "{af:?}/{wire:?}: counters {d:?}");
-        check!(d["getname_toa_empty"] == 1 && d["ip6_address_alloc"] == 0, "{af:?}/{wire:?}: counters {d:?}");
+        check!(
+            d["syn_recv_sock_no_toa"] == 1 && d["syn_recv_sock_toa"] == 0,
+            "{af:?}/{wire:?}: counters {d:?}"
+        );
+        check!(
+            d["getname_toa_empty"] == 1 && d["ip6_address_alloc"] == 0,
+            "{af:?}/{wire:?}: counters {d:?}"
+        );
         close(ctx, s)?;
     }
     Ok(())
@@ -277,9 +439,15 @@ fn getsockopt_errors(ctx: &mut Ctx) -> TestResult {
     let short = s.sock.toa_lookup(19);
     check!(errno(&short) == Some(libc::EINVAL), "len 19 gave {short:?}");
     let larger = s.sock.toa_lookup(32);
-    check!(matches!(larger, Ok((_, 20))), "len 32 gave {larger:?}, want the 20 bytes written");
+    check!(
+        matches!(larger, Ok((_, 20))),
+        "len 32 gave {larger:?}, want the 20 bytes written"
+    );
     let listening = s.listener.toa_lookup(20);
-    check!(errno(&listening) == Some(libc::ENOTCONN), "listener gave {listening:?}");
+    check!(
+        errno(&listening) == Some(libc::ENOTCONN),
+        "listener gave {listening:?}"
+    );
     close(ctx, s)
 }
 
@@ -290,11 +458,27 @@ fn getsockopt_errors(ctx: &mut Ctx) -> TestResult {
 /// handshake). A TOA only in the SYN or only in a later data segment is not used.
 fn toa_only_in_the_handshake_ack(ctx: &mut Ctx) -> TestResult {
     for (what, opts) in [
-        ("SYN", Options { syn: toa4(200, CIP4, CPORT), ..Options::default() }),
-        ("data", Options { data: toa4(200, CIP4, CPORT), ..Options::default() }),
+        (
+            "SYN",
+            Options {
+                syn: toa4(200, CIP4, CPORT),
+                ..Options::default()
+            },
+        ),
+        (
+            "data",
+            Options {
+                data: toa4(200, CIP4, CPORT),
+                ..Options::default()
+            },
+        ),
     ] {
         let s = serve(ctx, Af::Inet, Family::V4, opts)?;
-        check!(s.peer.ip() == IpAddr::V4(LB_V4), "TOA only in the {what}: getpeername {}", s.peer);
+        check!(
+            s.peer.ip() == IpAddr::V4(LB_V4),
+            "TOA only in the {what}: getpeername {}",
+            s.peer
+        );
         close(ctx, s)?;
     }
     Ok(())
@@ -303,11 +487,17 @@ fn toa_only_in_the_handshake_ack(ctx: &mut Ctx) -> TestResult {
 /// Other options around the TOA (NOP, timestamps, unknown kinds, Linux's experimental 254/4), and two
 /// TOAs: the first wins.
 fn option_walk_and_first_toa_wins(ctx: &mut Ctx) -> TestResult {
-    let mut opts = vec![1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 254, 4, 0xf9, 0x89, 99, 2];
+    let mut opts = vec![
+        1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 254, 4, 0xf9, 0x89, 99, 2,
+    ];
     opts.extend(toa4(254, CIP4, CPORT));
     opts.extend(toa4(200, Ipv4Addr::new(203, 0, 113, 1), 1));
     let s = serve(ctx, Af::Inet, Family::V4, ack_opts(opts))?;
-    check!(s.peer == SocketAddr::from((CIP4, CPORT)), "getpeername {}", s.peer);
+    check!(
+        s.peer == SocketAddr::from((CIP4, CPORT)),
+        "getpeername {}",
+        s.peer
+    );
     close(ctx, s)
 }
 
@@ -315,26 +505,55 @@ fn option_walk_and_first_toa_wins(ctx: &mut Ctx) -> TestResult {
 /// address).
 fn malformed_options(ctx: &mut Ctx) -> TestResult {
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("length 0 after the TOA", [toa4(200, CIP4, CPORT), vec![99, 0]].concat()),
+        (
+            "length 0 after the TOA",
+            [toa4(200, CIP4, CPORT), vec![99, 0]].concat(),
+        ),
         ("length 1", vec![1, 1, 200, 1]),
         ("truncated TOA", vec![1, 1, 200, 8, 0x9c, 0x41]),
-        ("length past the end", [vec![254, 40], toa4(200, CIP4, CPORT)].concat()),
+        (
+            "length past the end",
+            [vec![254, 40], toa4(200, CIP4, CPORT)].concat(),
+        ),
         ("kind without length", vec![1, 1, 1, 200]),
     ];
     for (what, opts) in cases {
         let before = Stats::read()?;
         let s = serve(ctx, Af::Inet, Family::V4, ack_opts(opts))?;
-        check!(s.peer.ip() == IpAddr::V4(LB_V4), "{what}: getpeername {}", s.peer);
+        check!(
+            s.peer.ip() == IpAddr::V4(LB_V4),
+            "{what}: getpeername {}",
+            s.peer
+        );
         let d = delta(&before)?;
-        check!(d["tcp_option_malformed"] == 1, "{what}: tcp_option_malformed +{}", d["tcp_option_malformed"]);
-        check!(d["syn_recv_sock_no_toa"] == 1 && d["ip6_address_alloc"] == 0, "{what}: counters {d:?}");
+        check!(
+            d["tcp_option_malformed"] == 1,
+            "{what}: tcp_option_malformed +{}",
+            d["tcp_option_malformed"]
+        );
+        check!(
+            d["syn_recv_sock_no_toa"] == 1 && d["ip6_address_alloc"] == 0,
+            "{what}: counters {d:?}"
+        );
         close(ctx, s)?;
     }
     // Unknown lengths of TOA kinds are other options, not malformed and not TOA.
     let before = Stats::read()?;
-    let s = serve(ctx, Af::Inet, Family::V4, ack_opts(vec![200, 6, 1, 2, 3, 4]))?;
-    check!(s.peer.ip() == IpAddr::V4(LB_V4), "200/6: getpeername {}", s.peer);
-    check!(delta(&before)?["tcp_option_malformed"] == 0, "200/6 counted as malformed");
+    let s = serve(
+        ctx,
+        Af::Inet,
+        Family::V4,
+        ack_opts(vec![200, 6, 1, 2, 3, 4]),
+    )?;
+    check!(
+        s.peer.ip() == IpAddr::V4(LB_V4),
+        "200/6: getpeername {}",
+        s.peer
+    );
+    check!(
+        delta(&before)?["tcp_option_malformed"] == 0,
+        "200/6 counted as malformed"
+    );
     close(ctx, s)
 }
 
@@ -343,10 +562,18 @@ fn syn_cookies(ctx: &mut Ctx) -> TestResult {
     let old = env::sysctl("net.ipv4.tcp_syncookies", "2")?;
     let r = (|| {
         let s = serve(ctx, Af::Inet, Family::V4, ack_opts(toa4(200, CIP4, CPORT)))?;
-        check!(s.peer == SocketAddr::from((CIP4, CPORT)), "cookie ACK: getpeername {}", s.peer);
+        check!(
+            s.peer == SocketAddr::from((CIP4, CPORT)),
+            "cookie ACK: getpeername {}",
+            s.peer
+        );
         close(ctx, s)?;
         let s = serve(ctx, Af::Inet6, Family::V6, ack_opts(toa6(253, CIP6, CPORT)))?;
-        check!(s.peer == SocketAddr::from((CIP6, CPORT)), "IPv6 cookie ACK: getpeername {}", s.peer);
+        check!(
+            s.peer == SocketAddr::from((CIP6, CPORT)),
+            "IPv6 cookie ACK: getpeername {}",
+            s.peer
+        );
         close(ctx, s)
     })();
     env::sysctl("net.ipv4.tcp_syncookies", &old)?;
@@ -358,17 +585,40 @@ fn tcp_fast_open(ctx: &mut Ctx) -> TestResult {
     let old = env::sysctl("net.ipv4.tcp_fastopen", "514")?; // 0x202: server on, no cookie needed
     let r = (|| {
         let port = ctx.port();
-        let listener = io(Sock::listen((Ipv4Addr::UNSPECIFIED, port).into(), true), "listen")?;
-        let opts = Options { syn: toa4(200, CIP4, CPORT), ..Options::default() };
+        let listener = io(
+            Sock::listen((Ipv4Addr::UNSPECIFIED, port).into(), true),
+            "listen",
+        )?;
+        let opts = Options {
+            syn: toa4(200, CIP4, CPORT),
+            ..Options::default()
+        };
         let mut conn = Conn::new(&mut ctx.lb, Family::V4, port, opts);
         io(conn.connect(&mut ctx.lb, b"hello"), "TFO handshake")?;
         let (sock, accepted) = io(listener.accept(WAIT), "accept")?;
         let data = io(sock.read_exact(5, WAIT), "read")?;
         check!(data == b"hello", "TFO data {data:?}");
-        check!(accepted == SocketAddr::from((CIP4, CPORT)), "TFO SYN: accept() returned {accepted}");
+        check!(
+            accepted == SocketAddr::from((CIP4, CPORT)),
+            "TFO SYN: accept() returned {accepted}"
+        );
         let lookup = sock.toa_lookup(20);
-        let (peer, local) = (io(sock.peer(), "getpeername")?, io(sock.local(), "getsockname")?);
-        close(ctx, Served { listener, sock, conn, accepted, peer, local, lookup })
+        let (peer, local) = (
+            io(sock.peer(), "getpeername")?,
+            io(sock.local(), "getsockname")?,
+        );
+        close(
+            ctx,
+            Served {
+                listener,
+                sock,
+                conn,
+                accepted,
+                peer,
+                local,
+                lookup,
+            },
+        )
     })();
     env::sysctl("net.ipv4.tcp_fastopen", &old)?;
     r
@@ -390,8 +640,16 @@ fn close_by_rst(ctx: &mut Ctx) -> TestResult {
 /// The connection is reset before the application accepts it; then accepted and closed.
 fn close_before_accept(ctx: &mut Ctx) -> TestResult {
     let port = ctx.port();
-    let listener = io(Sock::listen((Ipv4Addr::UNSPECIFIED, port).into(), false), "listen")?;
-    let mut conn = Conn::new(&mut ctx.lb, Family::V4, port, ack_opts(toa4(200, CIP4, CPORT)));
+    let listener = io(
+        Sock::listen((Ipv4Addr::UNSPECIFIED, port).into(), false),
+        "listen",
+    )?;
+    let mut conn = Conn::new(
+        &mut ctx.lb,
+        Family::V4,
+        port,
+        ack_opts(toa4(200, CIP4, CPORT)),
+    );
     io(conn.connect(&mut ctx.lb, &[]), "handshake")?;
     io(conn.rst(&mut ctx.lb), "RST")?;
     std::thread::sleep(Duration::from_millis(100));
@@ -406,18 +664,32 @@ fn close_before_accept(ctx: &mut Ctx) -> TestResult {
 fn listener_closed_with_queued_children(ctx: &mut Ctx) -> TestResult {
     let port = ctx.port();
     let before = Stats::read()?;
-    let listener = io(Sock::listen((Ipv6Addr::UNSPECIFIED, port).into(), false), "listen")?;
+    let listener = io(
+        Sock::listen((Ipv6Addr::UNSPECIFIED, port).into(), false),
+        "listen",
+    )?;
     let mut conns = Vec::new();
     for (i, wire) in [Family::V4, Family::V6, Family::V4].into_iter().enumerate() {
-        let opts = ack_opts(if wire == Family::V4 { toa4(200, CIP4, CPORT + i as u16) } else { toa6(253, CIP6, CPORT) });
+        let opts = ack_opts(if wire == Family::V4 {
+            toa4(200, CIP4, CPORT + i as u16)
+        } else {
+            toa6(253, CIP6, CPORT)
+        });
         let mut c = Conn::new(&mut ctx.lb, wire, port, opts);
         io(c.connect(&mut ctx.lb, &[]), "handshake")?;
         conns.push(c);
     }
     std::thread::sleep(Duration::from_millis(100));
     let d = delta(&before)?;
-    check!(d["ip6_address_alloc"] == 3, "3 queued children, ip6_address_alloc +{}", d["ip6_address_alloc"]);
-    check!(env::toa_table()?.len() >= 3, "queued children missing from toa_table");
+    check!(
+        d["ip6_address_alloc"] == 3,
+        "3 queued children, ip6_address_alloc +{}",
+        d["ip6_address_alloc"]
+    );
+    check!(
+        env::toa_table()?.len() >= 3,
+        "queued children missing from toa_table"
+    );
     drop(listener);
     env::wait_all_freed()
 }
@@ -429,24 +701,52 @@ fn listener_closed_with_queued_children(ctx: &mut Ctx) -> TestResult {
 fn toa_stats_layout(_ctx: &mut Ctx) -> TestResult {
     let text = std::fs::read_to_string("/proc/net/toa_stats").map_err(|e| e.to_string())?;
     let s = Stats::read()?;
-    let possible = std::fs::read_to_string("/sys/devices/system/cpu/possible").map_err(|e| e.to_string())?;
-    let ncpu = possible.trim().split(',').map(|r| match r.split_once('-') {
-        Some((a, b)) => b.parse::<usize>().unwrap() - a.parse::<usize>().unwrap() + 1,
-        None => 1,
-    }).sum::<usize>();
+    let possible =
+        std::fs::read_to_string("/sys/devices/system/cpu/possible").map_err(|e| e.to_string())?;
+    let ncpu = possible
+        .trim()
+        .split(',')
+        .map(|r| match r.split_once('-') {
+            Some((a, b)) => b.parse::<usize>().unwrap() - a.parse::<usize>().unwrap() + 1,
+            None => 1,
+        })
+        .sum::<usize>();
     let mut want_header = " ".repeat(34);
     for cpu in 0..ncpu {
         want_header.push_str(&format!("{:<11}", format!("CPU{cpu}")));
     }
-    check!(s.header == want_header, "header {:?}, want {want_header:?}", s.header);
+    check!(
+        s.header == want_header,
+        "header {:?}, want {want_header:?}",
+        s.header
+    );
     let names: Vec<&str> = s.rows.iter().map(|(n, _)| n.as_str()).collect();
-    let seed000 = ["syn_recv_sock_toa", "syn_recv_sock_no_toa", "getname_toa_ok", "getname_toa_mismatch", "getname_toa_empty", "ip6_address_alloc", "ip6_address_free"];
+    let seed000 = [
+        "syn_recv_sock_toa",
+        "syn_recv_sock_no_toa",
+        "getname_toa_ok",
+        "getname_toa_mismatch",
+        "getname_toa_empty",
+        "ip6_address_alloc",
+        "ip6_address_free",
+    ];
     check!(names.len() > 7 && names[..7] == seed000, "rows {names:?}");
     for line in text.lines().skip(1) {
-        check!(line.len() == 26 + 11 * ncpu && line.as_bytes()[25] == b':', "row layout {line:?}");
+        check!(
+            line.len() == 26 + 11 * ncpu && line.as_bytes()[25] == b':',
+            "row layout {line:?}"
+        );
     }
-    check!(s.rows.iter().all(|(_, v)| v.len() == ncpu), "a row without one value per possible CPU");
-    for extra in ["tcp_option_malformed", "missed_v4_syn_recv_sock", "missed_inet_getname", "missed_sock_destruct"] {
+    check!(
+        s.rows.iter().all(|(_, v)| v.len() == ncpu),
+        "a row without one value per possible CPU"
+    );
+    for extra in [
+        "tcp_option_malformed",
+        "missed_v4_syn_recv_sock",
+        "missed_inet_getname",
+        "missed_sock_destruct",
+    ] {
         check!(names.contains(&extra), "no {extra} row");
     }
     Ok(())
@@ -455,14 +755,33 @@ fn toa_stats_layout(_ctx: &mut Ctx) -> TestResult {
 /// /proc/net/toa_table lists live entries (local, LB, client, origin) and forgets closed ones.
 fn toa_table_entries(ctx: &mut Ctx) -> TestResult {
     let a = serve(ctx, Af::Inet, Family::V4, ack_opts(toa4(200, CIP4, CPORT)))?;
-    let b = serve(ctx, Af::Inet6, Family::V6, ack_opts(toa6(253, CIP6, CPORT + 1)))?;
+    let b = serve(
+        ctx,
+        Af::Inet6,
+        Family::V6,
+        ack_opts(toa6(253, CIP6, CPORT + 1)),
+    )?;
     let lines = env::toa_table()?;
-    let want_a = format!("{SERVER_V4}:{} {LB_V4}:{} {CIP4}:{CPORT} tcp200", a.local.port(), a.conn.sport);
-    let want_b = format!("[{SERVER_V6}]:{} [{LB_V6}]:{} [{CIP6}]:{} tcp253", b.local.port(), b.conn.sport, CPORT + 1);
+    let want_a = format!(
+        "{SERVER_V4}:{} {LB_V4}:{} {CIP4}:{CPORT} tcp200",
+        a.local.port(),
+        a.conn.sport
+    );
+    let want_b = format!(
+        "[{SERVER_V6}]:{} [{LB_V6}]:{} [{CIP6}]:{} tcp253",
+        b.local.port(),
+        b.conn.sport,
+        CPORT + 1
+    );
     for want in [&want_a, &want_b] {
-        check!(lines.iter().any(|l| l.split_once(' ').map(|(_, rest)| rest) == Some(want.as_str())), "no line ending {want:?} in {lines:?}");
+        check!(
+            lines
+                .iter()
+                .any(|l| l.split_once(' ').map(|(_, rest)| rest) == Some(want.as_str())),
+            "no line ending {want:?} in {lines:?}"
+        );
     }
-    close(ctx, a)?;
+    finish(ctx, a)?;
     close(ctx, b)?;
     let lines = env::toa_table()?;
     check!(lines.is_empty(), "entries left after close: {lines:?}");
@@ -473,29 +792,56 @@ fn toa_table_entries(ctx: &mut Ctx) -> TestResult {
 fn rmmod_with_live_sockets(ctx: &mut Ctx) -> TestResult {
     let s4 = serve(ctx, Af::Inet, Family::V4, ack_opts(toa4(200, CIP4, CPORT)))?;
     let s6 = serve(ctx, Af::Inet6, Family::V6, ack_opts(toa6(253, CIP6, CPORT)))?;
-    check!(s4.peer.ip() == IpAddr::V4(CIP4), "before rmmod: {}", s4.peer);
+    check!(
+        s4.peer.ip() == IpAddr::V4(CIP4),
+        "before rmmod: {}",
+        s4.peer
+    );
     env::unload()?;
     let log = env::dmesg();
-    check!(log.contains("TOA unloaded"), "no 'TOA unloaded' in the kernel log");
+    check!(
+        log.contains("TOA unloaded"),
+        "no 'TOA unloaded' in the kernel log"
+    );
     let p4 = io(s4.sock.peer(), "getpeername after rmmod")?;
     let p6 = io(s6.sock.peer(), "getpeername after rmmod")?;
-    check!(p4 == SocketAddr::new(IpAddr::V4(LB_V4), s4.conn.sport), "after rmmod: {p4}");
-    check!(p6 == SocketAddr::new(IpAddr::V6(LB_V6), s6.conn.sport), "after rmmod: {p6}");
+    check!(
+        p4 == SocketAddr::new(IpAddr::V4(LB_V4), s4.conn.sport),
+        "after rmmod: {p4}"
+    );
+    check!(
+        p6 == SocketAddr::new(IpAddr::V6(LB_V6), s6.conn.sport),
+        "after rmmod: {p6}"
+    );
     let l = s6.sock.toa_lookup(20);
-    check!(errno(&l) == Some(libc::ENOPROTOOPT), "getsockopt 4096 after rmmod gave {l:?}");
+    check!(
+        errno(&l) == Some(libc::ENOPROTOOPT),
+        "getsockopt 4096 after rmmod gave {l:?}"
+    );
     env::load(&[])?;
-    check!(env::dmesg().contains("toa load success"), "no 'toa load success' in the kernel log");
+    check!(
+        env::dmesg().contains("toa load success"),
+        "no 'toa load success' in the kernel log"
+    );
     // The live sockets close after the reload: the new module instance never saw them.
     let before = Stats::read()?;
     for s in [s4, s6] {
-        let Served { listener, sock, mut conn, .. } = s;
+        let Served {
+            listener,
+            sock,
+            mut conn,
+            ..
+        } = s;
         io(conn.fin(&mut ctx.lb), "FIN")?;
         drop(sock);
         io(conn.await_server_fin(&mut ctx.lb, WAIT), "server FIN")?;
         drop(listener);
     }
     let d = delta(&before)?;
-    check!(d["ip6_address_free"] == 0, "freed entries of a previous instance: {d:?}");
+    check!(
+        d["ip6_address_free"] == 0,
+        "freed entries of a previous instance: {d:?}"
+    );
     Ok(())
 }
 
@@ -519,8 +865,14 @@ fn example_c_server(ctx: &mut Ctx) -> TestResult {
     }
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&out.stdout);
-    check!(text.contains(&format!("real client v4 [{CIP4}]:{CPORT}")), "C server printed {text:?}");
-    check!(text.contains(&format!("real client [{CIP6}]:{CPORT}")), "C server printed {text:?}");
+    check!(
+        text.contains(&format!("real client v4 [{CIP4}]:{CPORT}")),
+        "C server printed {text:?}"
+    );
+    check!(
+        text.contains(&format!("real client [{CIP6}]:{CPORT}")),
+        "C server printed {text:?}"
+    );
     env::wait_all_freed()
 }
 
@@ -538,14 +890,23 @@ const TESTS: &[Test] = &[
     ("nat64_getpeername_mode", nat64_getpeername_mode),
     ("no_toa", no_toa),
     ("getsockopt_errors", getsockopt_errors),
-    ("toa_only_in_the_handshake_ack", toa_only_in_the_handshake_ack),
-    ("option_walk_and_first_toa_wins", option_walk_and_first_toa_wins),
+    (
+        "toa_only_in_the_handshake_ack",
+        toa_only_in_the_handshake_ack,
+    ),
+    (
+        "option_walk_and_first_toa_wins",
+        option_walk_and_first_toa_wins,
+    ),
     ("malformed_options", malformed_options),
     ("syn_cookies", syn_cookies),
     ("tcp_fast_open", tcp_fast_open),
     ("close_by_rst", close_by_rst),
     ("close_before_accept", close_before_accept),
-    ("listener_closed_with_queued_children", listener_closed_with_queued_children),
+    (
+        "listener_closed_with_queued_children",
+        listener_closed_with_queued_children,
+    ),
     ("toa_table_entries", toa_table_entries),
     ("example_c_server", example_c_server),
     ("rmmod_with_live_sockets", rmmod_with_live_sockets),
@@ -561,7 +922,10 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let mut ctx = Ctx { lb, next_port: 8000 };
+    let mut ctx = Ctx {
+        lb,
+        next_port: 8000,
+    };
     if args.first().map(String::as_str) == Some("demo") {
         std::process::exit(demo::run(&mut ctx));
     }
@@ -592,11 +956,36 @@ mod demo {
 
     pub fn run(ctx: &mut Ctx) -> i32 {
         let scenarios: Vec<(&str, Af, Family, Vec<u8>)> = vec![
-            ("Tencent CLB hybrid cloud: TCP option 200, IPv4 client", Af::Inet, Family::V4, toa4(200, CIP4, CPORT)),
-            ("LVS FULLNAT / Huawei ELB: TCP option 254, IPv4 client", Af::Inet, Family::V4, toa4(254, CIP4, CPORT)),
-            ("Tencent CLB NAT64: TCP option 253, IPv6 client, IPv4 server", Af::Inet, Family::V4, toa6(253, CIP6, CPORT)),
-            ("IPv6 listener, IPv4 client (v4-mapped)", Af::Inet6, Family::V4, toa4(200, CIP4, CPORT)),
-            ("IPv6 end to end: TCP option 254, IPv6 client", Af::Inet6, Family::V6, toa6(254, CIP6, CPORT)),
+            (
+                "Tencent CLB hybrid cloud: TCP option 200, IPv4 client",
+                Af::Inet,
+                Family::V4,
+                toa4(200, CIP4, CPORT),
+            ),
+            (
+                "LVS FULLNAT / Huawei ELB: TCP option 254, IPv4 client",
+                Af::Inet,
+                Family::V4,
+                toa4(254, CIP4, CPORT),
+            ),
+            (
+                "Tencent CLB NAT64: TCP option 253, IPv6 client, IPv4 server",
+                Af::Inet,
+                Family::V4,
+                toa6(253, CIP6, CPORT),
+            ),
+            (
+                "IPv6 listener, IPv4 client (v4-mapped)",
+                Af::Inet6,
+                Family::V4,
+                toa4(200, CIP4, CPORT),
+            ),
+            (
+                "IPv6 end to end: TCP option 254, IPv6 client",
+                Af::Inet6,
+                Family::V6,
+                toa6(254, CIP6, CPORT),
+            ),
             ("No load balancer option", Af::Inet, Family::V4, vec![]),
         ];
         let mut rc = 0;
@@ -604,7 +993,10 @@ mod demo {
             println!("== {title}");
             match serve(ctx, af, wire, ack_opts(opts)) {
                 Ok(s) => {
-                    println!("   LB address on the wire : {}", SocketAddr::new(lb_addr(wire), s.conn.sport));
+                    println!(
+                        "   LB address on the wire : {}",
+                        SocketAddr::new(lb_addr(wire), s.conn.sport)
+                    );
                     println!("   accept()               : {}", s.accepted);
                     println!("   getpeername()          : {}", s.peer);
                     println!("   getsockname()          : {}", s.local);
@@ -629,7 +1021,10 @@ mod demo {
             }
         }
         println!("== /proc/net/toa_stats");
-        print!("{}", std::fs::read_to_string("/proc/net/toa_stats").unwrap_or_default());
+        print!(
+            "{}",
+            std::fs::read_to_string("/proc/net/toa_stats").unwrap_or_default()
+        );
         rc
     }
 }

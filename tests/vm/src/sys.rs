@@ -24,12 +24,18 @@ pub fn decode(ss: &libc::sockaddr_storage, len: libc::socklen_t) -> io::Result<S
         libc::AF_INET if len as usize >= size_of::<libc::sockaddr_in>() => {
             // SAFETY: the family says it is a sockaddr_in and it is that long.
             let sin = unsafe { &*(ss as *const _ as *const libc::sockaddr_in) };
-            Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))), u16::from_be(sin.sin_port)))
+            Ok(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))),
+                u16::from_be(sin.sin_port),
+            ))
         }
         libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => {
             // SAFETY: as above.
             let sin6 = unsafe { &*(ss as *const _ as *const libc::sockaddr_in6) };
-            Ok(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)), u16::from_be(sin6.sin6_port)))
+            Ok(SocketAddr::new(
+                IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)),
+                u16::from_be(sin6.sin6_port),
+            ))
         }
         f => Err(io::Error::other(format!("family {f} with length {len}"))),
     }
@@ -66,10 +72,18 @@ impl Sock {
     /// A listening TCP socket bound to `addr` (`AF_INET` or `AF_INET6` by `addr`'s family; an IPv6
     /// wildcard listener also takes IPv4, v4-mapped). `fastopen` enables TCP Fast Open on it.
     pub fn listen(addr: SocketAddr, fastopen: bool) -> io::Result<Sock> {
-        let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+        let family = if addr.is_ipv4() {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        };
         // SAFETY: plain syscalls on a fresh descriptor we own.
         unsafe {
-            let fd = cvt(libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0))?;
+            let fd = cvt(libc::socket(
+                family,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                0,
+            ))?;
             let s = Sock(OwnedFd::from_raw_fd(fd));
             let one: libc::c_int = 1;
             let zero: libc::c_int = 0;
@@ -78,7 +92,11 @@ impl Sock {
                 s.setopt(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &zero)?;
             }
             let (ss, len) = encode(addr);
-            cvt(libc::bind(fd, &ss as *const _ as *const libc::sockaddr, len))?;
+            cvt(libc::bind(
+                fd,
+                &ss as *const _ as *const libc::sockaddr,
+                len,
+            ))?;
             if fastopen {
                 let qlen: libc::c_int = 16;
                 s.setopt(libc::IPPROTO_TCP, libc::TCP_FASTOPEN, &qlen)?;
@@ -90,7 +108,16 @@ impl Sock {
 
     fn setopt<T>(&self, level: libc::c_int, name: libc::c_int, v: &T) -> io::Result<()> {
         // SAFETY: `v` is a live T of the size passed.
-        cvt(unsafe { libc::setsockopt(self.fd(), level, name, v as *const T as *const _, size_of::<T>() as _) }).map(|_| ())
+        cvt(unsafe {
+            libc::setsockopt(
+                self.fd(),
+                level,
+                name,
+                v as *const T as *const _,
+                size_of::<T>() as _,
+            )
+        })
+        .map(|_| ())
     }
 
     /// The raw descriptor.
@@ -101,7 +128,11 @@ impl Sock {
     /// `accept()` with a `sockaddr_storage` buffer, waiting at most `timeout`: the new socket and the
     /// peer address accept() returned.
     pub fn accept(&self, timeout: Duration) -> io::Result<(Sock, SocketAddr)> {
-        let mut pfd = libc::pollfd { fd: self.fd(), events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: self.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd.
         let n = cvt(unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as libc::c_int) })?;
         if n == 0 {
@@ -111,7 +142,12 @@ impl Sock {
         unsafe {
             let mut ss: libc::sockaddr_storage = zeroed();
             let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            let fd = cvt(libc::accept4(self.fd(), &mut ss as *mut _ as *mut _, &mut len, libc::SOCK_CLOEXEC))?;
+            let fd = cvt(libc::accept4(
+                self.fd(),
+                &mut ss as *mut _ as *mut _,
+                &mut len,
+                libc::SOCK_CLOEXEC,
+            ))?;
             Ok((Sock(OwnedFd::from_raw_fd(fd)), decode(&ss, len)?))
         }
     }
@@ -122,14 +158,19 @@ impl Sock {
             let mut ss: libc::sockaddr_storage = zeroed();
             let mut len = buflen.min(size_of::<libc::sockaddr_storage>()) as libc::socklen_t;
             let p = &mut ss as *mut _ as *mut libc::sockaddr;
-            cvt(if peer { libc::getpeername(self.fd(), p, &mut len) } else { libc::getsockname(self.fd(), p, &mut len) })?;
+            cvt(if peer {
+                libc::getpeername(self.fd(), p, &mut len)
+            } else {
+                libc::getsockname(self.fd(), p, &mut len)
+            })?;
             Ok((decode(&ss, len.min(buflen as libc::socklen_t))?, len))
         }
     }
 
     /// `getpeername()` with a `sockaddr_storage` buffer.
     pub fn peer(&self) -> io::Result<SocketAddr> {
-        self.name(true, size_of::<libc::sockaddr_storage>()).map(|(a, _)| a)
+        self.name(true, size_of::<libc::sockaddr_storage>())
+            .map(|(a, _)| a)
     }
 
     /// `getpeername()` with a buffer of `buflen` bytes: the address and the length the kernel reported.
@@ -139,7 +180,8 @@ impl Sock {
 
     /// `getsockname()`.
     pub fn local(&self) -> io::Result<SocketAddr> {
-        self.name(false, size_of::<libc::sockaddr_storage>()).map(|(a, _)| a)
+        self.name(false, size_of::<libc::sockaddr_storage>())
+            .map(|(a, _)| a)
     }
 
     /// `getsockopt(IPPROTO_IP, TOA_SO_GET_LOOKUP)` with a buffer of `len` bytes: the NAT64 client
@@ -148,10 +190,21 @@ impl Sock {
         let mut buf = [0u8; 64];
         let mut l = len.min(buf.len()) as libc::socklen_t;
         // SAFETY: the buffer holds `l` bytes.
-        cvt(unsafe { libc::getsockopt(self.fd(), libc::IPPROTO_IP, TOA_SO_GET_LOOKUP, buf.as_mut_ptr().cast(), &mut l) })?;
+        cvt(unsafe {
+            libc::getsockopt(
+                self.fd(),
+                libc::IPPROTO_IP,
+                TOA_SO_GET_LOOKUP,
+                buf.as_mut_ptr().cast(),
+                &mut l,
+            )
+        })?;
         let addr: [u8; 16] = buf[..16].try_into().unwrap();
         let port = u16::from_be_bytes([buf[16], buf[17]]);
-        Ok((SocketAddr::new(IpAddr::V6(Ipv6Addr::from(addr)), port), l as usize))
+        Ok((
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::from(addr)), port),
+            l as usize,
+        ))
     }
 
     /// Reads until `n` bytes came or `timeout` passed.
@@ -160,9 +213,14 @@ impl Sock {
         let deadline = std::time::Instant::now() + timeout;
         while out.len() < n {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let mut pfd = libc::pollfd { fd: self.fd(), events: libc::POLLIN, revents: 0 };
+            let mut pfd = libc::pollfd {
+                fd: self.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
             // SAFETY: one valid pollfd.
-            if cvt(unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as libc::c_int) })? == 0 {
+            if cvt(unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as libc::c_int) })? == 0
+            {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"));
             }
             let mut buf = [0u8; 2048];

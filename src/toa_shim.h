@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * toa.ko C shim interface: what src/toa_shim.c defines for the Rust code (mirrored in src/ffi.rs), and the
+ * Rust callbacks it points the kernel at. Kernel-internal; applications use include/toa.h.
+ */
+#ifndef TOA_SHIM_H
+#define TOA_SHIM_H
+
+#include <linux/kprobes.h>
+#include <linux/netfilter.h>
+#include <linux/rhashtable.h>
+#include <linux/seq_file.h>
+#include <net/net_namespace.h>
+#include <net/sock.h>
+
+/* Rust callbacks (src/hooks.rs, src/sockopt.rs, src/procfs.rs). */
+
+int toa_syn_recv_sock_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
+int toa_tcp_v4_syn_recv_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
+int toa_tcp_v6_syn_recv_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
+int toa_getname_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
+int toa_getname_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
+int toa_sock_destruct_pre(struct kprobe *p, struct pt_regs *regs);
+int toa_sockopt_get(struct sock *sk, int optval, void __user *user, int *len);
+int toa_net_init(struct net *net);
+void toa_net_exit(struct net *net);
+void *toa_table_seq_start(struct seq_file *seq, loff_t *pos);
+void *toa_table_seq_next(struct seq_file *seq, void *v, loff_t *pos);
+void toa_table_seq_stop(struct seq_file *seq, void *v);
+int toa_table_seq_show(struct seq_file *seq, void *v);
+
+/* Objects and parameters. */
+extern bool toa_param_debug;
+extern bool toa_param_nat64_getpeername;
+extern struct kretprobe toa_krp_tcp_v4_syn_recv_sock;
+extern struct kretprobe toa_krp_tcp_v6_syn_recv_sock;
+extern struct kretprobe toa_krp_inet_getname;
+extern struct kretprobe toa_krp_inet6_getname;
+extern struct kprobe toa_kp_inet_sock_destruct;
+extern struct nf_sockopt_ops toa_sockopt_ops;
+extern const long toa_nr_getpeername;
+extern const long toa_nr_accept;
+extern const long toa_nr_accept4;
+extern struct rhashtable toa_store_table;
+extern struct pernet_operations toa_net_ops;
+extern const struct seq_operations toa_table_seq_ops;
+extern const unsigned int toa_table_iter_size;
+
+/* Wrappers and field reads. */
+void *toa_kri_data(struct kretprobe_instance *ri);
+unsigned long toa_regs_arg(struct pt_regs *regs, unsigned int n);
+unsigned long toa_regs_ret(struct pt_regs *regs);
+void toa_regs_set_ret(struct pt_regs *regs, unsigned long rc);
+unsigned long toa_kretprobe_nmissed(const struct kretprobe *rp);
+unsigned long toa_kprobe_nmissed(const struct kprobe *kp);
+bool toa_in_task(void);
+bool toa_current_is_kthread(void);
+bool toa_in_compat_syscall(void);
+long toa_syscall_nr(void);
+void toa_syscall_args(unsigned long args[6]);
+int toa_store_init(void);
+void *toa_store_lookup(const struct sock *sk);
+int toa_store_insert(struct rhash_head *obj);
+int toa_store_replace(struct rhash_head *old, struct rhash_head *new);
+int toa_store_remove(struct rhash_head *obj);
+void toa_kvfree_rcu(struct rcu_head *head, void *ptr);
+void toa_rcu_read_lock(void);
+void toa_rcu_read_unlock(void);
+u64 __percpu *toa_alloc_percpu(size_t size, size_t align);
+void toa_percpu_inc(u64 __percpu *base, unsigned int idx);
+u64 toa_percpu_read(u64 __percpu *base, unsigned int idx, int cpu);
+int toa_next_possible_cpu(int prev);
+unsigned int toa_nr_cpu_ids(void);
+void toa_seq_puts(struct seq_file *seq, const char *s);
+struct proc_dir_entry *toa_net_proc_dir(struct net *net);
+struct net *toa_seq_net(struct seq_file *seq);
+struct rhashtable_iter *toa_seq_table_iter(struct seq_file *seq);
+struct sock *toa_socket_sk(const struct socket *sock);
+unsigned short toa_sk_family(const struct sock *sk);
+unsigned char toa_sk_state(const struct sock *sk);
+struct net *toa_sk_net(const struct sock *sk);
+__be32 toa_sk_rcv_saddr(const struct sock *sk);
+__be32 toa_sk_daddr(const struct sock *sk);
+const struct in6_addr *toa_sk_v6_rcv_saddr(const struct sock *sk);
+const struct in6_addr *toa_sk_v6_daddr(const struct sock *sk);
+__u16 toa_sk_num(const struct sock *sk);
+__be16 toa_sk_dport(const struct sock *sk);
+__be16 toa_skb_protocol(const struct sk_buff *skb);
+const unsigned char *toa_skb_transport_header(const struct sk_buff *skb);
+unsigned int toa_skb_headlen_from_transport(const struct sk_buff *skb);
+bool toa_debug_ratelimit(void);
+
+#endif /* TOA_SHIM_H */
