@@ -125,7 +125,8 @@ unsafe fn syn_recv_sock_ret(ri: *mut KretprobeInstance, regs: *mut PtRegs) {
     match wire::scan_tcp_header(unsafe { tcp_header(skb) }) {
         Scan::Found(toa) => {
             stats::inc(Counter::SynRecvSockToa);
-            if store::insert(child, toa.client, toa.origin).is_ok() {
+            // SAFETY: `child` is the new socket, locked and referenced by the caller.
+            if unsafe { store::insert(child, toa.client, toa.origin) }.is_ok() {
                 toa_debug!(
                     "TOA {:?}: client {} stored for sk {:p}\n",
                     toa.origin,
@@ -256,7 +257,8 @@ unsafe extern "C" fn toa_getname_ret(ri: *mut KretprobeInstance, regs: *mut PtRe
     let sk = unsafe { ffi::toa_socket_sk(sock) };
     // SAFETY: as above; the family of a socket never changes.
     let family = unsafe { ffi::toa_sk_family(sk) };
-    let Some(client) = store::with_entry(sk, |e| e.client) else {
+    // SAFETY: as above.
+    let Some(client) = (unsafe { store::with_entry(sk, |e| e.client) }) else {
         return 0;
     };
     let rewritten = match (family, client.addr) {

@@ -37,7 +37,8 @@ fn lookup(sk: *const Sock) -> core::result::Result<[u8; TOA_NAT64_PEER_LEN], u32
     if matches!(state, TCP_LISTEN | TCP_CLOSE | TCP_SYN_SENT) {
         return Err(bindings::ENOTCONN);
     }
-    let Some(client) = store::with_entry(sk, |e| e.client) else {
+    // SAFETY: as above.
+    let Some(client) = (unsafe { store::with_entry(sk, |e| e.client) }) else {
         stats::inc(Counter::GetnameToaEmpty);
         return Err(bindings::ENOENT);
     };

@@ -6,8 +6,10 @@
 //! An rhashtable (the kernel's resizable RCU hash table, so lookups stay flat at any size) keyed by the
 //! `struct sock` address. Lookups take no lock, only `rcu_read_lock`; inserts and removals use the
 //! table's per-bucket locks. An entry is inserted when the kernel keeps a new child socket
-//! (`syn_recv_sock`) and removed in `inet_sock_destruct`, before the socket's memory can be reused, so an
-//! entry found for a socket is that socket's own; it is freed after an RCU grace period.
+//! (`syn_recv_sock`) and removed in `inet_sock_destruct`, before the socket's memory can be reused; it is
+//! freed after an RCU grace period. Should a destruct ever be missed (a probe that could not run), the
+//! entry also records the connection's identity ([`SkTag`]: ports and peer address) and a lookup only
+//! answers for a socket with that identity, so a later socket at the same address never gets it.
 //!
 //! Every entry allocated counts `ip6_address_alloc`, every entry freed `ip6_address_free`.
 
@@ -21,7 +23,36 @@ use kernel::prelude::*;
 /// `-EEXIST`, as returned by `rhashtable_lookup_insert_fast`.
 const EEXIST_RET: i32 = -17;
 
-/// What toa keeps per socket. 56 bytes on 64-bit (a `kmalloc-64` object).
+/// The identity of a connected socket, fixed at its creation: local port, peer port and the last 32 bits
+/// of the peer address (the whole address for IPv4).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SkTag {
+    ports: u32,
+    peer: [u8; 4],
+}
+
+impl SkTag {
+    /// The tag of `sk`.
+    ///
+    /// # Safety
+    ///
+    /// `sk` is a live socket (or, under RCU, a TCP socket's memory).
+    unsafe fn of(sk: *const Sock) -> SkTag {
+        // SAFETY: per the function's contract; plain field reads.
+        unsafe {
+            let ports = (u32::from(ffi::toa_sk_num(sk)) << 16) | u32::from(ffi::toa_sk_dport(sk));
+            let peer = if ffi::toa_sk_family(sk) == ffi::AF_INET {
+                ffi::toa_sk_daddr(sk).to_ne_bytes()
+            } else {
+                let a = &*ffi::toa_sk_v6_daddr(sk);
+                [a[12], a[13], a[14], a[15]]
+            };
+            SkTag { ports, peer }
+        }
+    }
+}
+
+/// What toa keeps per socket. 64 bytes on 64-bit (a `kmalloc-64` object).
 ///
 /// Layout contract with `toa_store_params` in `src/toa_shim.c`: the `rhash_head` at offset 0, the key
 /// (the `struct sock *`) right after it.
@@ -30,6 +61,7 @@ pub(crate) struct Entry {
     node: RhashHead,
     sk: *const Sock,
     rcu: RcuHead,
+    tag: SkTag,
     /// The real client (CIP, cport).
     pub(crate) client: Endpoint,
     /// The format that carried it.
@@ -100,7 +132,11 @@ unsafe fn free_after_grace_period(e: *mut Entry) {
 ///
 /// An entry already present for `sk` can only be a stale one left by an earlier socket at the same
 /// address whose destruction was missed: it is replaced, never returned for the new socket.
-pub(crate) fn insert(sk: *const Sock, client: Endpoint, origin: Origin) -> Result {
+///
+/// # Safety
+///
+/// `sk` is a live, connected child socket.
+pub(crate) unsafe fn insert(sk: *const Sock, client: Endpoint, origin: Origin) -> Result {
     let entry = Entry {
         node: RhashHead {
             next: core::ptr::null_mut(),
@@ -110,6 +146,8 @@ pub(crate) fn insert(sk: *const Sock, client: Endpoint, origin: Origin) -> Resul
             next: core::ptr::null_mut(),
             func: core::ptr::null(),
         },
+        // SAFETY: per the function's contract.
+        tag: unsafe { SkTag::of(sk) },
         client,
         origin,
     };
@@ -167,14 +205,22 @@ pub(crate) fn remove(sk: *const Sock) {
 }
 
 /// Calls `f` with the entry of `sk` under `rcu_read_lock`, and returns what `f` returns; `None` when
-/// `sk` has no entry. `f` must not sleep.
-pub(crate) fn with_entry<R>(sk: *const Sock, f: impl FnOnce(&Entry) -> R) -> Option<R> {
+/// `sk` has no entry of its own. `f` must not sleep.
+///
+/// # Safety
+///
+/// `sk` is a live socket.
+pub(crate) unsafe fn with_entry<R>(sk: *const Sock, f: impl FnOnce(&Entry) -> R) -> Option<R> {
     // SAFETY: the entry stays valid until `rcu_read_unlock` (it is freed after a grace period), and it is
-    // only borrowed inside that section.
+    // only borrowed inside that section; `sk` is live per the function's contract.
     unsafe {
         ffi::toa_rcu_read_lock();
         let e = ffi::toa_store_lookup(sk).cast::<Entry>();
-        let r = if e.is_null() { None } else { Some(f(&*e)) };
+        let r = if e.is_null() || (*e).tag != SkTag::of(sk) {
+            None
+        } else {
+            Some(f(&*e))
+        };
         ffi::toa_rcu_read_unlock();
         r
     }
