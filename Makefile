@@ -52,8 +52,16 @@ clippy:
 	@rm -f .clippy.log
 	cargo clippy --workspace --all-targets -- -D warnings
 
+# rust-project.json for this module. Linux 6.12's `make M=... rust-analyzer` descends into the wrong
+# directory for external modules, so the kernel's own generator is called directly, with the arguments
+# rust/Makefile would give it (core edition 2024 for rustc >= 1.87).
+KSRC = $(realpath $(or $(wildcard $(KDIR)/source),$(KDIR)))
+KSYSROOT = $(shell $(KRUSTC) --print sysroot)
 rust-analyzer:
-	$(KMAKE) rust-analyzer
+	python3 $(KSRC)/scripts/generate_rust_analyzer.py --cfgs='core=--cfg no_fp_fmt_parse' \
+		$(if $(filter 1.8[7-9].% 1.9%,$(word 2,$(shell $(KRUSTC) --version))),2024,2021) \
+		$(KSRC) $(realpath $(KDIR)) $(KSYSROOT) $(KSYSROOT)/lib/rustlib/src/rust/library \
+		$(CURDIR) > rust-project.json
 
 setup:
 	bash scripts/setup-toolchain.sh

@@ -13,4 +13,4 @@ mkdir -p "$out"
 rsync -a --delete --exclude '*.o' --exclude '*.cmd' "$top/Kbuild" "$top/Makefile" "$top/src" "$top/scripts" "$out/" >&2
 # Keep the objects of the previous build of the same tree: Kbuild rebuilds what changed.
 make -C "$out" KDIR="$kdir" >&2
-echo "$out/toa.ko"
+echo "$out/src/toa.ko"
