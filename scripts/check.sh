@@ -44,5 +44,18 @@ if [ "$vm_rc" -ne 0 ]; then
 	grep -Eq '^[0-9]+ passed, [1-9][0-9]* failed$' "$log/vm" || failed=$((failed + 1)) # a VM/kernel-level failure
 fi
 
+echo "== VM runner self-test: a kernel WARNING in the log must fail the run"
+if bash "$here/vm-run.sh" "$kdir" "$ko" -- sh -c 'echo "WARNING: CPU: 0 PID: 1 at toa runner self-test" >/dev/kmsg' >"$log/selftest" 2>&1; then
+	echo "FAIL - the VM runner passed a run whose kernel log has a WARNING"
+	failed=$((failed + 1))
+elif grep -q 'the kernel reported problems' "$log/selftest"; then
+	echo "ok - the VM runner fails a run whose kernel log has a WARNING"
+	passed=$((passed + 1))
+else
+	echo "FAIL - the VM runner self-test failed for another reason:"
+	cat "$log/selftest"
+	failed=$((failed + 1))
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

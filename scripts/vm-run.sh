@@ -53,6 +53,17 @@ if ! grep -q '^=== toa dmesg begin' "$log"; then
 	echo "vm-run: the VM did not finish the run (exit $rc)" >&2
 	exit $((rc == 0 ? 1 : rc))
 fi
+dmesg_log=$(sed -n '/^=== toa dmesg begin/,/^=== toa dmesg end/p' "$log")
+# On the debug kernel the detectors must really be on, or a clean log proves nothing.
+if grep -q '^CONFIG_KASAN=y' "$kdir/.config"; then
+	for banner in 'KernelAddressSanitizer initialized' 'Lock dependency validator' 'RCU lockdep checking is enabled' \
+		'kmemleak: Kernel memory leak detector initialized'; do
+		if ! grep -q "$banner" <<<"$dmesg_log"; then
+			echo "vm-run: debug kernel without '$banner' in its log: the checks are blind" >&2
+			exit 1
+		fi
+	done
+fi
 reports=$(sed -n '/^=== toa dmesg begin/,/^=== toa dmesg end/p' "$log" |
 	grep -E 'BUG:|WARNING:|Oops|KASAN|UBSAN|general protection|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|sleeping function called|scheduling while atomic|Call Trace|unreferenced object|suspected memory leak|rust_panic|panicked at|kernel BUG' || true)
 if [ -n "$reports" ]; then

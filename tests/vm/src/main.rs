@@ -876,6 +876,31 @@ fn example_c_server(ctx: &mut Ctx) -> TestResult {
     env::wait_all_freed()
 }
 
+/// `debug=1` logs a line per stored TOA and per rewrite; an invalid parameter value makes the load fail
+/// with a line naming it.
+fn module_parameters(ctx: &mut Ctx) -> TestResult {
+    env::load(&["debug=1"])?;
+    let r = (|| {
+        let s = serve(ctx, Af::Inet, Family::V4, ack_opts(toa4(254, CIP4, CPORT)))?;
+        close(ctx, s)?;
+        let log = env::dmesg();
+        let want = format!("client {CIP4}:{CPORT} stored");
+        check!(log.contains(&want), "debug=1: no {want:?} line in the kernel log");
+        check!(log.contains("getname on sk"), "debug=1: no getname line in the kernel log");
+        Ok(())
+    })();
+    env::unload()?;
+    for bad in ["debug=maybe", "nat64_getpeername=2"] {
+        let e = env::load(&[bad]);
+        check!(e.is_err(), "insmod toa {bad} succeeded");
+        let name = bad.split('=').next().unwrap();
+        let log = env::dmesg();
+        check!(log.contains(&format!("invalid for parameter `{name}'")), "insmod toa {bad}: no clear kernel log line");
+    }
+    env::load(&[])?;
+    r
+}
+
 // ---------------------------------------------------------------------------------------------------
 
 type Test = (&'static str, fn(&mut Ctx) -> TestResult);
@@ -909,6 +934,7 @@ const TESTS: &[Test] = &[
     ),
     ("toa_table_entries", toa_table_entries),
     ("example_c_server", example_c_server),
+    ("module_parameters", module_parameters),
     ("rmmod_with_live_sockets", rmmod_with_live_sockets),
 ];
 
