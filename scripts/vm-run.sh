@@ -36,10 +36,12 @@ if [ ! -f "$probe" ]; then
 fi
 [ "$(cat "$probe")" = yes ] && kvm_flag=()
 
-# virtme-ng lays fresh overlays over /var, /tmp, /etc...: hand the module over through the clone.
+# virtme-ng lays fresh overlays over /var, /tmp, /etc...: hand the module over through the clone, and
+# share the clone itself at its own path (it may live under one of those directories).
 top=$(dirname "$here")
 mkdir -p "$top/target/vm"
 cp "$ko" "$top/target/vm/toa.ko"
+vng_common+=(--rodir "$top")
 cmd=$(printf '%q ' "$here/vm-inner.sh" "$top/target/vm/toa.ko" "$params" "$@")
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
