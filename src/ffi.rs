@@ -75,6 +75,8 @@ pub(crate) const AF_INET: u16 = 2;
 pub(crate) const AF_INET6: u16 = 10;
 /// `ETH_P_IP` (`include/uapi/linux/if_ether.h`), host order.
 pub(crate) const ETH_P_IP: u16 = 0x0800;
+/// `ETH_P_IPV6` (`include/uapi/linux/if_ether.h`), host order.
+pub(crate) const ETH_P_IPV6: u16 = 0x86dd;
 /// `TCP_SYN_SENT`, `TCP_CLOSE` and `TCP_LISTEN` of `include/net/tcp_states.h`.
 pub(crate) const TCP_SYN_SENT: u8 = 2;
 /// See [`TCP_SYN_SENT`].
@@ -86,6 +88,7 @@ extern "C" {
     // ---- module parameters (src/toa_shim.c)
     pub(crate) static mut toa_param_debug: bool;
     pub(crate) static mut toa_param_nat64_getpeername: bool;
+    pub(crate) static mut toa_param_getsockname_vip: bool;
 
     // ---- probes
     pub(crate) static mut toa_krp_tcp_v4_syn_recv_sock: Kretprobe;
@@ -114,6 +117,7 @@ extern "C" {
     pub(crate) fn toa_syscall_nr() -> c_long;
     pub(crate) fn toa_syscall_args(args: *mut [c_ulong; 6]);
     pub(crate) static toa_nr_getpeername: c_long;
+    pub(crate) static toa_nr_getsockname: c_long;
     pub(crate) static toa_nr_accept: c_long;
     pub(crate) static toa_nr_accept4: c_long;
     pub(crate) fn copy_from_user_nofault(
@@ -192,6 +196,8 @@ extern "C" {
     pub(crate) fn toa_sk_num(sk: *const Sock) -> u16;
     pub(crate) fn toa_sk_dport(sk: *const Sock) -> u16;
     pub(crate) fn toa_skb_protocol(skb: *const SkBuff) -> u16;
+    pub(crate) fn toa_skb_network_header(skb: *const SkBuff) -> *const u8;
+    pub(crate) fn toa_skb_network_header_len(skb: *const SkBuff) -> c_uint;
     pub(crate) fn toa_skb_transport_header(skb: *const SkBuff) -> *const u8;
     pub(crate) fn toa_skb_headlen_from_transport(skb: *const SkBuff) -> c_uint;
 
@@ -209,4 +215,10 @@ pub(crate) fn param_debug() -> bool {
 pub(crate) fn param_nat64_getpeername() -> bool {
     // SAFETY: as in `param_debug`.
     unsafe { core::ptr::read_volatile(core::ptr::addr_of!(toa_param_nat64_getpeername)) }
+}
+
+/// `getsockname_vip` module parameter: getsockname() returns the VIP of an IP-option TOA.
+pub(crate) fn param_getsockname_vip() -> bool {
+    // SAFETY: as in `param_debug`.
+    unsafe { core::ptr::read_volatile(core::ptr::addr_of!(toa_param_getsockname_vip)) }
 }

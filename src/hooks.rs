@@ -15,12 +15,12 @@
 //! probed call: toa only ever adds information.
 
 use crate::ffi::{
-    self, KretprobeInstance, PtRegs, SkBuff, Sock, Socket, AF_INET, AF_INET6, ETH_P_IP,
+    self, KretprobeInstance, PtRegs, SkBuff, Sock, Socket, AF_INET, AF_INET6, ETH_P_IP, ETH_P_IPV6,
 };
 use crate::sockaddr::{SockaddrIn, SockaddrIn6};
 use crate::stats::{self, Counter};
 use crate::store;
-use crate::wire::{self, Addr, Scan};
+use crate::wire::{self, Addr, Endpoint, Scan, Toa};
 use core::ffi::{c_int, c_ulong, c_void};
 use kernel::prelude::*;
 
@@ -122,29 +122,85 @@ unsafe fn syn_recv_sock_ret(ri: *mut KretprobeInstance, regs: *mut PtRegs) {
         return;
     }
     // SAFETY: `skb` is the packet being processed by the TCP receive path.
-    match wire::scan_tcp_header(unsafe { tcp_header(skb) }) {
+    let Some(toa) = (unsafe { find_toa(skb, child) }) else {
+        stats::inc(Counter::SynRecvSockNoToa);
+        return;
+    };
+    stats::inc(Counter::SynRecvSockToa);
+    // SAFETY: `child` is the new socket, locked and referenced by the caller.
+    if unsafe { store::insert(child, &toa) }.is_ok() {
+        toa_debug!(
+            "TOA {:?}: client {} stored for sk {:p}\n",
+            toa.origin,
+            toa.client,
+            child
+        );
+    }
+}
+
+/// The TOA of the packet that created `child`, counting what was found or malformed.
+///
+/// An IP-level TOA (seed 004) wins over a TCP-option TOA in the same packet: it is the carrier the
+/// seed-004 load balancers use for both TOA and UOA, and it brings the VIP, so `getpeername()` and
+/// `getsockname()` then answer from one and the same option. A malformed IP-option block is ignored (and
+/// counted) and the TCP options are still looked at.
+///
+/// # Safety
+///
+/// `skb` is the packet being processed by the TCP receive path (network and transport headers set).
+unsafe fn find_toa(skb: *const SkBuff, child: *const Sock) -> Option<Toa> {
+    // SAFETY: per the function's contract.
+    match unsafe { ip_scan(skb) } {
         Scan::Found(toa) => {
-            stats::inc(Counter::SynRecvSockToa);
-            // SAFETY: `child` is the new socket, locked and referenced by the caller.
-            if unsafe { store::insert(child, toa.client, toa.origin) }.is_ok() {
-                toa_debug!(
-                    "TOA {:?}: client {} stored for sk {:p}\n",
-                    toa.origin,
-                    toa.client,
-                    child
-                );
-            }
+            stats::inc(Counter::IpOptionToa);
+            return Some(toa);
         }
-        Scan::NoToa => stats::inc(Counter::SynRecvSockNoToa),
         Scan::Malformed(why) => {
-            stats::inc(Counter::SynRecvSockNoToa);
+            stats::inc(Counter::IpOptionMalformed);
+            toa_debug!(
+                "malformed IP options ({:?}) ignored for sk {:p}\n",
+                why,
+                child
+            );
+        }
+        Scan::NoToa => {}
+    }
+    // SAFETY: per the function's contract.
+    match wire::scan_tcp_header(unsafe { tcp_header(skb) }) {
+        Scan::Found(toa) => Some(toa),
+        Scan::NoToa => None,
+        Scan::Malformed(why) => {
             stats::inc(Counter::TcpOptionMalformed);
             toa_debug!(
                 "malformed TCP options ({:?}) ignored for sk {:p}\n",
                 why,
                 child
             );
+            None
         }
+    }
+}
+
+/// Scans the IP header of `skb` (IPv4 options, or IPv6 extension headers) for an IP-option TOA.
+///
+/// # Safety
+///
+/// As for [`find_toa`]. The bytes from the network header to the transport header are linear: the IP
+/// layer pulled them (options, extension headers) before handing the packet to TCP.
+unsafe fn ip_scan(skb: *const SkBuff) -> Scan {
+    // SAFETY: per the function's contract.
+    let (protocol, header) = unsafe {
+        let nh = ffi::toa_skb_network_header(skb);
+        let len = ffi::toa_skb_network_header_len(skb) as usize;
+        (
+            u16::from_be(ffi::toa_skb_protocol(skb)),
+            core::slice::from_raw_parts(nh, len),
+        )
+    };
+    match protocol {
+        ETH_P_IP => wire::scan_ipv4_header(header),
+        ETH_P_IPV6 => wire::scan_ipv6_headers(header),
+        _ => Scan::NoToa,
     }
 }
 
@@ -207,7 +263,7 @@ unsafe extern "C" fn toa_getname_entry(ri: *mut KretprobeInstance, regs: *mut Pt
 /// `sizeof(struct sockaddr_in6)`, the return value of a getname that wrote one.
 const SOCKADDR_IN6_LEN: usize = core::mem::size_of::<SockaddrIn6>();
 
-/// Whether the task's current syscall is `getpeername`/`accept`/`accept4` and its user buffer holds a
+/// Whether the task's current syscall is `getpeername`/`getsockname`/`accept`/`accept4` and its user buffer holds a
 /// `sockaddr_in6` (seed 004's condition to return an IPv6 address on an `AF_INET` socket). Only a native
 /// syscall of a user task qualifies: there the kernel buffer is a `sockaddr_storage`.
 fn caller_buffer_holds_sockaddr_in6() -> bool {
@@ -218,7 +274,13 @@ fn caller_buffer_holds_sockaddr_in6() -> bool {
             return false;
         }
         let nr = ffi::toa_syscall_nr();
-        if nr != ffi::toa_nr_getpeername && nr != ffi::toa_nr_accept && nr != ffi::toa_nr_accept4 {
+        let calls = [
+            ffi::toa_nr_getpeername,
+            ffi::toa_nr_getsockname,
+            ffi::toa_nr_accept,
+            ffi::toa_nr_accept4,
+        ];
+        if !calls.contains(&nr) {
             return false;
         }
         let mut args: [c_ulong; 6] = [0; 6];
@@ -233,7 +295,54 @@ fn caller_buffer_holds_sockaddr_in6() -> bool {
     }
 }
 
-/// Return handler of the getname kretprobes: rewrites the peer address of a TOA connection.
+/// Writes `ep` over the address a getname call of a socket of `family` just wrote at `uaddr`, by the
+/// family rules of the README: the socket's own family, IPv4 as `::ffff:a.b.c.d` on `AF_INET6`, and an
+/// IPv6 address on an `AF_INET` socket only in seed 004's mode when the caller's buffer holds it.
+/// Returns whether it wrote.
+///
+/// # Safety
+///
+/// `uaddr` holds the `sockaddr_in` (`AF_INET`) or `sockaddr_in6` (`AF_INET6`) the probed
+/// `inet_getname`/`inet6_getname` just wrote; `regs` are its return registers.
+unsafe fn rewrite(uaddr: *mut u8, family: u16, ep: &Endpoint, regs: *mut PtRegs) -> bool {
+    match (family, ep.addr) {
+        (AF_INET, Addr::V4(a)) => {
+            // SAFETY: `inet_getname` just wrote a `sockaddr_in` (16 bytes) at `uaddr`.
+            unsafe {
+                uaddr
+                    .cast::<SockaddrIn>()
+                    .write_unaligned(SockaddrIn::new(a, ep.port))
+            };
+            true
+        }
+        (AF_INET, Addr::V6(a))
+            if ffi::param_nat64_getpeername() && caller_buffer_holds_sockaddr_in6() =>
+        {
+            // SAFETY: the caller is one of the getname/accept syscalls, whose kernel buffer is a
+            // `sockaddr_storage` (128 bytes), and whose user buffer holds the 28 bytes returned.
+            unsafe {
+                uaddr
+                    .cast::<SockaddrIn6>()
+                    .write_unaligned(SockaddrIn6::new(a, ep.port));
+                ffi::toa_regs_set_ret(regs, SOCKADDR_IN6_LEN as c_ulong);
+            }
+            true
+        }
+        (AF_INET6, _) => {
+            // SAFETY: `inet6_getname` just wrote a `sockaddr_in6` (28 bytes) at `uaddr`.
+            unsafe {
+                uaddr
+                    .cast::<SockaddrIn6>()
+                    .write_unaligned(SockaddrIn6::mapped(ep))
+            };
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Return handler of the getname kretprobes: for a TOA connection, `accept()`/`getpeername()` get the
+/// client, `getsockname()` the VIP when the TOA carried one (and `getsockname_vip` is on).
 ///
 /// # Safety
 ///
@@ -250,54 +359,28 @@ unsafe extern "C" fn toa_getname_ret(ri: *mut KretprobeInstance, regs: *mut PtRe
             ffi::toa_regs_ret(regs) as c_int,
         )
     };
-    if ret < 0 || peer == 0 {
+    if ret < 0 || (peer == 0 && !ffi::param_getsockname_vip()) {
         return 0;
     }
     // SAFETY: `sock` is the socket the caller holds a reference to for the whole call.
     let sk = unsafe { ffi::toa_socket_sk(sock) };
-    // SAFETY: as above; the family of a socket never changes.
-    let family = unsafe { ffi::toa_sk_family(sk) };
     // SAFETY: as above.
-    let Some(client) = (unsafe { store::with_entry(sk, |e| e.client) }) else {
+    let found =
+        unsafe { store::with_entry(sk, |e| if peer != 0 { Some(e.client) } else { e.vip() }) };
+    let Some(ep) = found.flatten() else {
         return 0;
     };
-    let rewritten = match (family, client.addr) {
-        (AF_INET, Addr::V4(a)) => {
-            // SAFETY: `inet_getname` just wrote a `sockaddr_in` (16 bytes) at `uaddr`.
-            unsafe {
-                uaddr
-                    .cast::<SockaddrIn>()
-                    .write_unaligned(SockaddrIn::new(a, client.port))
-            };
-            true
+    // SAFETY: as above; the family of a socket never changes; `uaddr` and `regs` are the call's.
+    if unsafe { rewrite(uaddr, ffi::toa_sk_family(sk), &ep, regs) } {
+        if peer != 0 {
+            stats::inc(Counter::GetnameToaOk);
         }
-        (AF_INET, Addr::V6(a))
-            if ffi::param_nat64_getpeername() && caller_buffer_holds_sockaddr_in6() =>
-        {
-            // SAFETY: the caller is the getpeername/accept syscall, whose kernel buffer is a
-            // `sockaddr_storage` (128 bytes), and whose user buffer holds the 28 bytes returned.
-            unsafe {
-                uaddr
-                    .cast::<SockaddrIn6>()
-                    .write_unaligned(SockaddrIn6::new(a, client.port));
-                ffi::toa_regs_set_ret(regs, SOCKADDR_IN6_LEN as c_ulong);
-            }
-            true
-        }
-        (AF_INET6, _) => {
-            // SAFETY: `inet6_getname` just wrote a `sockaddr_in6` (28 bytes) at `uaddr`.
-            unsafe {
-                uaddr
-                    .cast::<SockaddrIn6>()
-                    .write_unaligned(SockaddrIn6::mapped(&client))
-            };
-            true
-        }
-        _ => false,
-    };
-    if rewritten {
-        stats::inc(Counter::GetnameToaOk);
-        toa_debug!("getname on sk {:p}: client {}\n", sk, client);
+        toa_debug!(
+            "{} on sk {:p}: {}\n",
+            if peer != 0 { "getname" } else { "getsockname" },
+            sk,
+            ep
+        );
     }
     0
 }

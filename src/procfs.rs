@@ -9,10 +9,11 @@
 //! (`missed_*`) are kernel-wide totals, not per-CPU: they are shown in the first CPU column, 0 elsewhere,
 //! so that summing a row still gives the total.
 //!
-//! `toa_table`: a header line `sk local lb client origin`, then one line per stored TOA of a socket of
-//! this namespace: the socket (`%p`, the kernel's hashed pointer), the local address:port, the load
-//! balancer's address:port (the kernel's peer), the client address:port from the TOA, and the option that
-//! carried it (`tcp200`, `tcp253`, `tcp254`). Addresses use the kernel's `%pISpc` format (`1.2.3.4:80`,
+//! `toa_table`: a header line `sk local lb client vip origin`, then one line per stored TOA of a socket
+//! of this namespace: the socket (`%p`, the kernel's hashed pointer), the local address:port, the load
+//! balancer's address:port (the kernel's peer), the client address:port from the TOA, the VIP:vport when
+//! the TOA carried one (`-` otherwise), and the option that carried it (`tcp200`, `tcp253`, `tcp254`,
+//! `ip4opt31`, `ip6opt31`). Addresses use the kernel's `%pISpc` format (`1.2.3.4:80`,
 //! `[2001:db8::1]:80`). It is streamed with an rhashtable walker: no lock is held across the dump, only
 //! RCU for the length of one `read()`.
 
@@ -222,6 +223,8 @@ fn origin_name(o: Origin) -> &'static CStr {
         Origin::TcpOption(200) => c"tcp200",
         Origin::TcpOption(253) => c"tcp253",
         Origin::TcpOption(_) => c"tcp254",
+        Origin::Ipv4Option => c"ip4opt31",
+        Origin::Ipv6DestOption => c"ip6opt31",
     }
 }
 
@@ -236,7 +239,7 @@ unsafe extern "C" fn toa_table_seq_show(seq: *mut SeqFile, v: *mut c_void) -> c_
     // section; the formats match their arguments.
     unsafe {
         if v == SEQ_START_TOKEN {
-            ffi::toa_seq_puts(seq, c"sk local lb client origin\n".as_ptr());
+            ffi::toa_seq_puts(seq, c"sk local lb client vip origin\n".as_ptr());
             return 0;
         }
         let e = &*v.cast::<Entry>();
@@ -244,13 +247,17 @@ unsafe extern "C" fn toa_table_seq_show(seq: *mut SeqFile, v: *mut c_void) -> c_
         let client = Sockaddr::of(&e.client);
         ffi::seq_printf(
             seq,
-            c"%p %pISpc %pISpc %pISpc %s\n".as_ptr(),
+            c"%p %pISpc %pISpc %pISpc ".as_ptr(),
             e.sk(),
             local.as_ptr(),
             lb.as_ptr(),
             client.as_ptr(),
-            origin_name(e.origin).as_ptr(),
         );
+        match e.vip() {
+            Some(vip) => ffi::seq_printf(seq, c"%pISpc".as_ptr(), Sockaddr::of(&vip).as_ptr()),
+            None => ffi::toa_seq_puts(seq, c"-".as_ptr()),
+        }
+        ffi::seq_printf(seq, c" %s\n".as_ptr(), origin_name(e.origin).as_ptr());
     }
     0
 }

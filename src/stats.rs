@@ -32,6 +32,11 @@ pub(crate) enum Counter {
     Ip6AddressFree,
     /// A packet whose TCP option list was malformed (bad data offset or option length): ignored.
     TcpOptionMalformed,
+    /// A packet whose IP-option TOA (IPv4 option 31, IPv6 destination option 31) was found and used.
+    IpOptionToa,
+    /// A packet whose IP options or destination options were malformed: ignored (the TCP options are
+    /// still looked at).
+    IpOptionMalformed,
     /// A TOA that could not be stored (no memory, or the table refused it): the connection goes on
     /// without it.
     StoreInsertFailed,
@@ -41,7 +46,7 @@ pub(crate) enum Counter {
 
 impl Counter {
     /// Every counter, in display order, with its `/proc/net/toa_stats` row name.
-    pub(crate) const ALL: [(Counter, &'static CStr); 10] = [
+    pub(crate) const ALL: [(Counter, &'static CStr); 12] = [
         (Counter::SynRecvSockToa, c"syn_recv_sock_toa"),
         (Counter::SynRecvSockNoToa, c"syn_recv_sock_no_toa"),
         (Counter::GetnameToaOk, c"getname_toa_ok"),
@@ -50,6 +55,8 @@ impl Counter {
         (Counter::Ip6AddressAlloc, c"ip6_address_alloc"),
         (Counter::Ip6AddressFree, c"ip6_address_free"),
         (Counter::TcpOptionMalformed, c"tcp_option_malformed"),
+        (Counter::IpOptionToa, c"ip_option_toa"),
+        (Counter::IpOptionMalformed, c"ip_option_malformed"),
         (Counter::StoreInsertFailed, c"store_insert_failed"),
         (Counter::StoreStaleReplaced, c"store_stale_replaced"),
     ];

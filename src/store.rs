@@ -15,7 +15,7 @@
 
 use crate::ffi::{self, RcuHead, RhashHead, Sock};
 use crate::stats::{self, Counter};
-use crate::wire::{Endpoint, Origin};
+use crate::wire::{Endpoint, Origin, Toa};
 use core::ffi::c_void;
 use kernel::alloc::flags::GFP_ATOMIC;
 use kernel::prelude::*;
@@ -52,7 +52,8 @@ impl SkTag {
     }
 }
 
-/// What toa keeps per socket. 64 bytes on 64-bit (a `kmalloc-64` object).
+/// What toa keeps per socket: 64 bytes on 64-bit (a `kmalloc-64` object); an entry whose TOA carries a
+/// VIP is allocated as an [`EntryWithVip`] (88 bytes, `kmalloc-96`) and says so in `has_vip`.
 ///
 /// Layout contract with `toa_store_params` in `src/toa_shim.c`: the `rhash_head` at offset 0, the key
 /// (the `struct sock *`) right after it.
@@ -66,6 +67,14 @@ pub(crate) struct Entry {
     pub(crate) client: Endpoint,
     /// The format that carried it.
     pub(crate) origin: Origin,
+    has_vip: bool,
+}
+
+/// An [`Entry`] followed by the VIP the TOA carried (IP-option TOA of seed 004, ByteDance's 254/16).
+#[repr(C)]
+struct EntryWithVip {
+    entry: Entry,
+    vip: Endpoint,
 }
 
 const _: () = assert!(core::mem::offset_of!(Entry, node) == 0);
@@ -87,16 +96,32 @@ impl Store {
     }
 }
 
+/// Frees `e` at once.
+///
+/// # Safety
+///
+/// `e` was allocated by [`insert`] and nothing references it any more.
+unsafe fn free_now(e: *mut Entry) {
+    // SAFETY: per the function's contract, `e` is a leaked `KBox` of the type `has_vip` tells.
+    unsafe {
+        if (*e).has_vip {
+            drop(KBox::from_raw(e.cast::<EntryWithVip>()));
+        } else {
+            drop(KBox::from_raw(e));
+        }
+    }
+    stats::inc(Counter::Ip6AddressFree);
+}
+
 /// `rhashtable_free_and_destroy` callback: frees one entry left at unload.
 ///
 /// # Safety
 ///
 /// Only called by `rhashtable_free_and_destroy` in [`Store::drop`], once per entry still in the table.
 unsafe extern "C" fn free_entry(ptr: *mut c_void, _arg: *mut c_void) {
-    // SAFETY: every object in the table is an `Entry` leaked from a `KBox` by `insert`, and the table
-    // is being destroyed with no reader left, so this is its last owner.
-    drop(unsafe { KBox::from_raw(ptr.cast::<Entry>()) });
-    stats::inc(Counter::Ip6AddressFree);
+    // SAFETY: every object in the table comes from `insert`, and the table is being destroyed with no
+    // reader left, so this is its last owner.
+    unsafe { free_now(ptr.cast::<Entry>()) };
 }
 
 impl Drop for Store {
@@ -128,7 +153,7 @@ unsafe fn free_after_grace_period(e: *mut Entry) {
     stats::inc(Counter::Ip6AddressFree);
 }
 
-/// Stores `client` for `sk`. Runs in softirq context (the `syn_recv_sock` return probe).
+/// Stores `toa` for `sk`. Runs in softirq context (the `syn_recv_sock` return probe).
 ///
 /// An entry already present for `sk` can only be a stale one left by an earlier socket at the same
 /// address whose destruction was missed: it is replaced, never returned for the new socket.
@@ -136,7 +161,7 @@ unsafe fn free_after_grace_period(e: *mut Entry) {
 /// # Safety
 ///
 /// `sk` is a live, connected child socket.
-pub(crate) unsafe fn insert(sk: *const Sock, client: Endpoint, origin: Origin) -> Result {
+pub(crate) unsafe fn insert(sk: *const Sock, toa: &Toa) -> Result {
     let entry = Entry {
         node: RhashHead {
             next: core::ptr::null_mut(),
@@ -148,12 +173,16 @@ pub(crate) unsafe fn insert(sk: *const Sock, client: Endpoint, origin: Origin) -
         },
         // SAFETY: per the function's contract.
         tag: unsafe { SkTag::of(sk) },
-        client,
-        origin,
+        client: toa.client,
+        origin: toa.origin,
+        has_vip: toa.vip.is_some(),
     };
-    let e = KBox::into_raw(
-        KBox::new(entry, GFP_ATOMIC).inspect_err(|_| stats::inc(Counter::StoreInsertFailed))?,
-    );
+    let allocated = match toa.vip {
+        Some(vip) => KBox::new(EntryWithVip { entry, vip }, GFP_ATOMIC)
+            .map(|b| KBox::into_raw(b).cast::<Entry>()),
+        None => KBox::new(entry, GFP_ATOMIC).map(KBox::into_raw),
+    };
+    let e = allocated.inspect_err(|_| stats::inc(Counter::StoreInsertFailed))?;
     stats::inc(Counter::Ip6AddressAlloc);
     // SAFETY: `e` is a valid, unlinked entry.
     let mut ret = unsafe { ffi::toa_store_insert(core::ptr::addr_of_mut!((*e).node)) };
@@ -182,8 +211,7 @@ pub(crate) unsafe fn insert(sk: *const Sock, client: Endpoint, origin: Origin) -
     }
     if ret < 0 {
         // SAFETY: `e` never became reachable from the table: this is its only owner.
-        drop(unsafe { KBox::from_raw(e) });
-        stats::inc(Counter::Ip6AddressFree);
+        unsafe { free_now(e) };
         stats::inc(Counter::StoreInsertFailed);
         return Err(Error::from_errno(ret));
     }
@@ -227,6 +255,17 @@ pub(crate) unsafe fn with_entry<R>(sk: *const Sock, f: impl FnOnce(&Entry) -> R)
 }
 
 impl Entry {
+    /// The VIP (virtual address and port the client connected to), when the TOA carried one.
+    pub(crate) fn vip(&self) -> Option<Endpoint> {
+        if self.has_vip {
+            let e: *const Entry = self;
+            // SAFETY: an entry with `has_vip` was allocated as an `EntryWithVip`, which starts with it.
+            Some(unsafe { (*e.cast::<EntryWithVip>()).vip })
+        } else {
+            None
+        }
+    }
+
     /// The socket this entry belongs to (only compared or read under RCU; TCP sockets are
     /// `SLAB_TYPESAFE_BY_RCU`, so the memory is a socket for the whole read-side section).
     pub(crate) fn sk(&self) -> *const Sock {

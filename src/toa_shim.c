@@ -47,6 +47,11 @@ MODULE_PARM_DESC(nat64_getpeername,
 		 "Seed 004 mode: on an AF_INET socket whose TOA carries an IPv6 client, getpeername()/accept() return "
 		 "a sockaddr_in6 when the caller's buffer can hold one (default: N, use getsockopt 4096)");
 
+bool toa_param_getsockname_vip = true;
+module_param_named(getsockname_vip, toa_param_getsockname_vip, bool, 0644);
+MODULE_PARM_DESC(getsockname_vip,
+		 "getsockname() returns the VIP:vport an IP-option TOA (seed 004) carries (default: Y)");
+
 /* ---- Probes: the Rust handlers keep at most TOA_KRP_DATA_SIZE bytes per call instance ---- */
 
 #define TOA_KRP_DATA_SIZE (4 * sizeof(void *))
@@ -117,6 +122,7 @@ bool toa_in_compat_syscall(void) { return in_compat_syscall(); }
 long toa_syscall_nr(void) { return syscall_get_nr(current, task_pt_regs(current)); }
 void toa_syscall_args(unsigned long args[6]) { syscall_get_arguments(current, task_pt_regs(current), args); }
 const long toa_nr_getpeername = __NR_getpeername;
+const long toa_nr_getsockname = __NR_getsockname;
 const long toa_nr_accept = __NR_accept;
 const long toa_nr_accept4 = __NR_accept4;
 
@@ -198,6 +204,8 @@ const struct in6_addr *toa_sk_v6_daddr(const struct sock *sk) { return &sk->sk_v
 __u16 toa_sk_num(const struct sock *sk) { return READ_ONCE(sk->sk_num); }
 __be16 toa_sk_dport(const struct sock *sk) { return READ_ONCE(sk->sk_dport); }
 __be16 toa_skb_protocol(const struct sk_buff *skb) { return skb->protocol; }
+const unsigned char *toa_skb_network_header(const struct sk_buff *skb) { return skb_network_header(skb); }
+unsigned int toa_skb_network_header_len(const struct sk_buff *skb) { return skb_network_header_len(skb); }
 const unsigned char *toa_skb_transport_header(const struct sk_buff *skb) { return skb_transport_header(skb); }
 unsigned int toa_skb_headlen_from_transport(const struct sk_buff *skb)
 {

@@ -21,6 +21,18 @@
 //! A (kind, len) pair that is not in the table is not a TOA: kinds 253 and 254 are also the RFC 4727
 //! experimental kinds (Linux's own experimental TCP Fast Open option is 254 with len 4 + cookie), so such an
 //! option is skipped like any unknown option, never treated as malformed.
+//!
+//! IP-level TOA (seed 004, a load-balancer team's design unifying TOA and UOA), client and VIP:
+//!
+//! | carrier                         | type | len    | bytes after type, len                            |
+//! |---------------------------------|------|--------|--------------------------------------------------|
+//! | IPv4 option                     | 31   | 16, 40 | operation(1) padding(1) cport vport cip vip      |
+//! | IPv6 destination option (TLV)   | 31   | 12, 36 | cport vport cip vip                              |
+//!
+//! IPv4 lengths 16/40 (IPv6 option lengths 12/36) carry IPv4/IPv6 addresses; in the IPv4 option, bit 0 of
+//! `operation` repeats the address family (0 = IPv4, 1 = IPv6) and must agree with the length. DPVS's UOA
+//! uses the same type with cport + caddr only (IPv4 option len 8/20, IPv6 option len 6/18): told apart by
+//! length and ignored. Any other length of type 31 is malformed.
 
 /// TCP option kind: end of option list (RFC 9293).
 pub const TCPOPT_EOL: u8 = 0;
@@ -72,6 +84,10 @@ pub struct Endpoint {
 pub enum Origin {
     /// A TCP option of this kind (200, 253 or 254).
     TcpOption(u8),
+    /// IPv4 option 31 (seed 004).
+    Ipv4Option,
+    /// Option 31 of an IPv6 destination-options header (seed 004).
+    Ipv6DestOption,
 }
 
 /// What a TOA tells about a connection: the real client, and the virtual address the client connected to
@@ -97,6 +113,12 @@ pub enum Malformed {
     LengthTooShort,
     /// An option's length runs past the end of the option space.
     Truncated,
+    /// An IP header (or extension header) whose length fields do not fit the bytes given.
+    BadIpHeader,
+    /// An IP option 31 whose length is neither a TOA's nor a UOA's.
+    BadToaLength,
+    /// An IPv4 option 31 whose `operation` family bit disagrees with its length.
+    FamilyBitMismatch,
 }
 
 /// The result of scanning the options of one packet.
@@ -169,36 +191,9 @@ fn decode_tcp_toa(opt: &[u8]) -> Option<Toa> {
 /// of at least 2 that stays inside `opts`. The first TOA wins; any structural error rejects the whole
 /// list, TOA included, as the kernel's own option parser stops trusting a list at the first bad length.
 pub fn scan_tcp_options(opts: &[u8]) -> Scan {
-    let mut found = None;
-    let mut i = 0usize;
-    while let Some(&kind) = opts.get(i) {
-        match kind {
-            TCPOPT_EOL => break,
-            TCPOPT_NOP => {
-                i += 1;
-                continue;
-            }
-            _ => {}
-        }
-        let Some(&len) = opts.get(i + 1) else {
-            return Scan::Malformed(Malformed::MissingLength);
-        };
-        let len = usize::from(len);
-        if len < 2 {
-            return Scan::Malformed(Malformed::LengthTooShort);
-        }
-        let Some(opt) = opts.get(i..i + len) else {
-            return Scan::Malformed(Malformed::Truncated);
-        };
-        if found.is_none() {
-            found = decode_tcp_toa(opt);
-        }
-        i += len;
-    }
-    match found {
-        Some(toa) => Scan::Found(toa),
-        None => Scan::NoToa,
-    }
+    walk_tlv(opts, &[TCPOPT_NOP], Some(TCPOPT_EOL), true, |_, opt| {
+        decode_tcp_toa(opt).map(Scan::Found)
+    })
 }
 
 /// Scans a whole TCP header (fixed part and options), as found at the skb's transport header.
@@ -236,5 +231,194 @@ impl core::fmt::Display for Endpoint {
             Addr::V4(_) => write!(f, "{}:{}", self.addr, self.port),
             Addr::V6(_) => write!(f, "[{}]:{}", self.addr, self.port),
         }
+    }
+}
+
+/// IPv4 option type and IPv6 destination option type of the IP-level TOA (seed 004).
+pub const IPOPT_TOA: u8 = 31;
+/// IPv4 option: end of option list (RFC 791).
+pub const IPOPT_EOL: u8 = 0;
+/// IPv4 option: no operation (RFC 791).
+pub const IPOPT_NOP: u8 = 1;
+/// IPv6 TLV option: one byte of padding (RFC 8200).
+pub const IPV6_OPT_PAD1: u8 = 0;
+/// IPv6 next header: hop-by-hop options.
+pub const NEXTHDR_HOP: u8 = 0;
+/// IPv6 next header: routing header.
+pub const NEXTHDR_ROUTING: u8 = 43;
+/// IPv6 next header: fragment header (8 bytes).
+pub const NEXTHDR_FRAGMENT: u8 = 44;
+/// IPv6 next header: destination options.
+pub const NEXTHDR_DEST: u8 = 60;
+
+/// Decodes `cport vport cip vip` (`v6`: 16-byte addresses, else 4-byte ones).
+fn decode_ip_toa(body: &[u8], v6: bool, origin: Origin) -> Option<Toa> {
+    let cport = be16(body, 0)?;
+    let vport = be16(body, 2)?;
+    let (cip, vip) = if v6 {
+        (Addr::V6(array(body, 4)?), Addr::V6(array(body, 20)?))
+    } else {
+        (Addr::V4(array(body, 4)?), Addr::V4(array(body, 8)?))
+    };
+    Some(Toa {
+        client: Endpoint {
+            addr: cip,
+            port: cport,
+        },
+        vip: Some(Endpoint {
+            addr: vip,
+            port: vport,
+        }),
+        origin,
+    })
+}
+
+/// Walks type-length-value options: `single` is the one-byte kind (EOL/NOP for IPv4, Pad1 for IPv6),
+/// `end` the kind that ends the list (EOL for IPv4), `len_covers_header` whether the length byte counts
+/// the type and length bytes (IPv4) or only the data (IPv6). Calls `f(type, whole option)` for each
+/// option until `f` returns `Some`.
+fn walk_tlv(
+    opts: &[u8],
+    single: &[u8],
+    end: Option<u8>,
+    len_covers_header: bool,
+    mut f: impl FnMut(u8, &[u8]) -> Option<Scan>,
+) -> Scan {
+    let mut found = None;
+    let mut i = 0usize;
+    while let Some(&kind) = opts.get(i) {
+        if Some(kind) == end {
+            break;
+        }
+        if single.contains(&kind) {
+            i += 1;
+            continue;
+        }
+        let Some(&len) = opts.get(i + 1) else {
+            return Scan::Malformed(Malformed::MissingLength);
+        };
+        let total = if len_covers_header {
+            usize::from(len)
+        } else {
+            usize::from(len) + 2
+        };
+        if total < 2 {
+            return Scan::Malformed(Malformed::LengthTooShort);
+        }
+        // `i < opts.len()` and `total <= 257`: no overflow.
+        let Some(opt) = opts.get(i..i + total) else {
+            return Scan::Malformed(Malformed::Truncated);
+        };
+        if found.is_none() {
+            match f(kind, opt) {
+                Some(Scan::Malformed(m)) => return Scan::Malformed(m),
+                Some(Scan::Found(t)) => found = Some(t),
+                _ => {}
+            }
+        }
+        i += total;
+    }
+    match found {
+        Some(t) => Scan::Found(t),
+        None => Scan::NoToa,
+    }
+}
+
+/// Scans IPv4 options (the bytes after the 20-byte fixed header, `ihl * 4 - 20` of them) for option 31.
+///
+/// Walks every option (EOL ends the list, NOP is one byte, every other length must be at least 2 and
+/// stay inside `opts`); the first TOA wins; a structural error or a malformed option 31 rejects the list.
+pub fn scan_ipv4_options(opts: &[u8]) -> Scan {
+    walk_tlv(opts, &[IPOPT_NOP], Some(IPOPT_EOL), true, |kind, opt| {
+        if kind != IPOPT_TOA {
+            return None;
+        }
+        let v6 = match opt.len() {
+            16 => false,
+            40 => true,
+            8 | 20 => return None, // DPVS UOA: cport + caddr, not a TOA
+            _ => return Some(Scan::Malformed(Malformed::BadToaLength)),
+        };
+        let operation = *opt.get(2)?;
+        if (operation & 1 == 1) != v6 {
+            return Some(Scan::Malformed(Malformed::FamilyBitMismatch));
+        }
+        decode_ip_toa(opt.get(4..)?, v6, Origin::Ipv4Option).map(Scan::Found)
+    })
+}
+
+/// Scans a whole IPv4 header (fixed part and options), from the skb's network header to its transport
+/// header.
+pub fn scan_ipv4_header(header: &[u8]) -> Scan {
+    let Some(&vihl) = header.first() else {
+        return Scan::Malformed(Malformed::BadIpHeader);
+    };
+    let ihl = usize::from(vihl & 0x0f) * 4;
+    if vihl >> 4 != 4 || ihl < 20 {
+        return Scan::Malformed(Malformed::BadIpHeader);
+    }
+    match header.get(20..ihl) {
+        Some(opts) => scan_ipv4_options(opts),
+        None => Scan::Malformed(Malformed::BadIpHeader),
+    }
+}
+
+/// Scans one IPv6 destination-options header (next header, header length in 8-byte units beyond the
+/// first 8, then TLV options) for option 31. Pad1 and PadN are walked like any option; the first TOA wins.
+pub fn scan_ipv6_dstopts(header: &[u8]) -> Scan {
+    let Some(&hdrlen) = header.get(1) else {
+        return Scan::Malformed(Malformed::BadIpHeader);
+    };
+    let len = (usize::from(hdrlen) + 1) * 8;
+    let Some(opts) = header.get(2..len) else {
+        return Scan::Malformed(Malformed::BadIpHeader);
+    };
+    walk_tlv(opts, &[IPV6_OPT_PAD1], None, false, |kind, opt| {
+        if kind != IPOPT_TOA {
+            return None;
+        }
+        let v6 = match opt.len() - 2 {
+            12 => false,
+            36 => true,
+            6 | 18 => return None, // DPVS UOA: cport + caddr, not a TOA
+            _ => return Some(Scan::Malformed(Malformed::BadToaLength)),
+        };
+        decode_ip_toa(opt.get(2..)?, v6, Origin::Ipv6DestOption).map(Scan::Found)
+    })
+}
+
+/// Scans the IPv6 header and its extension headers (the bytes from the skb's network header to its
+/// transport header) for a destination-options TOA. Hop-by-hop, routing and fragment headers are
+/// skipped; every destination-options header is scanned; the first TOA wins.
+pub fn scan_ipv6_headers(packet: &[u8]) -> Scan {
+    if packet.first().map(|b| b >> 4) != Some(6) {
+        return Scan::Malformed(Malformed::BadIpHeader);
+    }
+    let Some(&first) = packet.get(6) else {
+        return Scan::Malformed(Malformed::BadIpHeader);
+    };
+    let mut next = first;
+    let mut off = 40usize;
+    loop {
+        let len = match next {
+            NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST => match packet.get(off + 1) {
+                Some(&l) => (usize::from(l) + 1) * 8,
+                None => return Scan::Malformed(Malformed::BadIpHeader),
+            },
+            NEXTHDR_FRAGMENT => 8,
+            _ => return Scan::NoToa,
+        };
+        // `off` only grows by at most 2048 per header inside a slice: no overflow.
+        let Some(header) = packet.get(off..off + len) else {
+            return Scan::Malformed(Malformed::BadIpHeader);
+        };
+        if next == NEXTHDR_DEST {
+            let scan = scan_ipv6_dstopts(header);
+            if scan != Scan::NoToa {
+                return scan;
+            }
+        }
+        next = header[0];
+        off += len;
     }
 }

@@ -64,8 +64,15 @@ impl Lb {
         self.next_port
     }
 
-    /// Sends one segment to the kernel.
+    /// Sends one segment to the kernel. IPv4 and TCP options are limited to 40 bytes each by their
+    /// headers' length fields: more is refused (`InvalidInput`) rather than sent wrong.
     pub fn send(&mut self, seg: &Segment) -> io::Result<()> {
+        if seg.ipv4_options.len() > 40 || seg.tcp.options.len() > 40 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "more than 40 bytes of IPv4 or TCP options",
+            ));
+        }
         self.tun.write(&seg.encode())
     }
 

@@ -157,7 +157,7 @@ pub fn toa_table() -> Result<Vec<String>, String> {
         std::fs::read_to_string("/proc/net/toa_table").map_err(|e| format!("toa_table: {e}"))?;
     let mut lines = text.lines();
     let header = lines.next().unwrap_or("");
-    if header != "sk local lb client origin" {
+    if header != "sk local lb client vip origin" {
         return Err(format!("toa_table header {header:?}"));
     }
     Ok(lines.map(str::to_string).collect())
