@@ -55,7 +55,7 @@ fn dstopts(tlvs: &[u8]) -> Vec<u8> {
         n => {
             h.push(1);
             h.push((n - 2) as u8);
-            h.extend(std::iter::repeat(0).take(n - 2));
+            h.extend(std::iter::repeat_n(0, n - 2));
         }
     }
     h[1] = (h.len() / 8 - 1) as u8;
