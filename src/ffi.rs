@@ -75,8 +75,6 @@ pub(crate) const AF_INET: u16 = 2;
 pub(crate) const AF_INET6: u16 = 10;
 /// `ETH_P_IP` (`include/uapi/linux/if_ether.h`), host order.
 pub(crate) const ETH_P_IP: u16 = 0x0800;
-/// `ETH_P_IPV6` (`include/uapi/linux/if_ether.h`), host order.
-pub(crate) const ETH_P_IPV6: u16 = 0x86dd;
 /// `TCP_SYN_SENT`, `TCP_CLOSE` and `TCP_LISTEN` of `include/net/tcp_states.h`.
 pub(crate) const TCP_SYN_SENT: u8 = 2;
 /// See [`TCP_SYN_SENT`].
@@ -89,6 +87,7 @@ extern "C" {
     pub(crate) static mut toa_param_debug: bool;
     pub(crate) static mut toa_param_nat64_getpeername: bool;
     pub(crate) static mut toa_param_getsockname_vip: bool;
+    pub(crate) static mut toa_param_trusted_sources: *const c_char;
 
     // ---- probes
     pub(crate) static mut toa_krp_tcp_v4_syn_recv_sock: Kretprobe;
@@ -157,7 +156,11 @@ extern "C" {
     pub(crate) fn toa_nr_cpu_ids() -> c_uint;
 
     // ---- procfs and network namespaces
-    pub(crate) static mut toa_net_ops: PernetOperations;
+    pub(crate) static mut toa_stats_net_ops: PernetOperations;
+    pub(crate) static mut toa_proc_net_ops: PernetOperations;
+    pub(crate) fn toa_net_stats_slot(net: *const Net) -> *mut *mut u64;
+    pub(crate) fn toa_net_stats_retired_slot(net: *const Net) -> *mut *mut u64;
+    pub(crate) fn toa_seq_single_net(seq: *mut SeqFile) -> *mut Net;
     pub(crate) static toa_table_seq_ops: SeqOperations;
     pub(crate) static toa_table_iter_size: c_uint;
     pub(crate) fn register_pernet_subsys(ops: *mut PernetOperations) -> c_int;

@@ -15,13 +15,17 @@
 //! probed call: toa only ever adds information.
 
 use crate::ffi::{
-    self, KretprobeInstance, PtRegs, SkBuff, Sock, Socket, AF_INET, AF_INET6, ETH_P_IP, ETH_P_IPV6,
+    self, KretprobeInstance, PtRegs, SkBuff, Sock, Socket, AF_INET, AF_INET6, ETH_P_IP,
 };
 use crate::sockaddr::{SockaddrIn, SockaddrIn6};
 use crate::stats::{self, Counter};
 use crate::store;
+use crate::trust::TrustList;
 use crate::wire::{self, Addr, Endpoint, Scan, Toa};
+use core::ffi::CStr;
 use core::ffi::{c_int, c_ulong, c_void};
+use core::sync::atomic::{AtomicPtr, Ordering};
+use kernel::alloc::flags::GFP_KERNEL;
 use kernel::prelude::*;
 
 /// Prints a debug line when the `debug` parameter is on, rate-limited.
@@ -123,10 +127,10 @@ unsafe fn syn_recv_sock_ret(ri: *mut KretprobeInstance, regs: *mut PtRegs) {
     }
     // SAFETY: `skb` is the packet being processed by the TCP receive path.
     let Some(toa) = (unsafe { find_toa(skb, child) }) else {
-        stats::inc(Counter::SynRecvSockNoToa);
+        stats::inc(child, Counter::SynRecvSockNoToa);
         return;
     };
-    stats::inc(Counter::SynRecvSockToa);
+    stats::inc(child, Counter::SynRecvSockToa);
     // SAFETY: `child` is the new socket, locked and referenced by the caller.
     if unsafe { store::insert(child, &toa) }.is_ok() {
         toa_debug!(
@@ -136,6 +140,71 @@ unsafe fn syn_recv_sock_ret(ri: *mut KretprobeInstance, regs: *mut PtRegs) {
             child
         );
     }
+}
+
+/// The trusted load-balancer sources, published for the hooks while a [`Trust`] owns them; null when
+/// every source is trusted.
+static TRUST: AtomicPtr<TrustList> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Owner of the `trusted_sources` list parsed at load.
+pub(crate) struct Trust(());
+
+impl Trust {
+    /// Parses the `trusted_sources` parameter; an invalid value fails the load with a line saying which
+    /// entry is wrong.
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: a `charp` parameter (0444: fixed after load) is a NUL-terminated string or null.
+        let text = unsafe {
+            let p = core::ptr::read_volatile(core::ptr::addr_of!(ffi::toa_param_trusted_sources));
+            if p.is_null() {
+                c""
+            } else {
+                CStr::from_ptr(p)
+            }
+        };
+        let Ok(text) = text.to_str() else {
+            pr_err!("trusted_sources is not valid UTF-8\n");
+            return Err(EINVAL);
+        };
+        let list = TrustList::parse(text).map_err(|(i, why)| {
+            pr_err!(
+                "invalid trusted_sources entry {} ({:?}) in \"{}\"\n",
+                i + 1,
+                why,
+                text
+            );
+            EINVAL
+        })?;
+        if !list.is_empty() {
+            TRUST.store(
+                KBox::into_raw(KBox::new(list, GFP_KERNEL)?),
+                Ordering::Release,
+            );
+        }
+        Ok(Trust(()))
+    }
+}
+
+impl Drop for Trust {
+    fn drop(&mut self) {
+        // The probes, the only readers, are unregistered before this drops.
+        let p = TRUST.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        if !p.is_null() {
+            // SAFETY: `p` came from `KBox::into_raw` in `new`, and no one reads it any more.
+            drop(unsafe { KBox::from_raw(p) });
+        }
+    }
+}
+
+/// Whether a TOA in a packet from the source address in `ip_header` may be used.
+fn trusted(ip_header: &[u8]) -> bool {
+    let list = TRUST.load(Ordering::Acquire);
+    if list.is_null() {
+        return true;
+    }
+    // SAFETY: a non-null list stays allocated while the probes (our callers) are registered.
+    let list = unsafe { &*list };
+    wire::ip_source(ip_header).is_some_and(|src| list.trusts(&src))
 }
 
 /// The TOA of the packet that created `child`, counting what was found or malformed.
@@ -150,13 +219,25 @@ unsafe fn syn_recv_sock_ret(ri: *mut KretprobeInstance, regs: *mut PtRegs) {
 /// `skb` is the packet being processed by the TCP receive path (network and transport headers set).
 unsafe fn find_toa(skb: *const SkBuff, child: *const Sock) -> Option<Toa> {
     // SAFETY: per the function's contract.
-    match unsafe { ip_scan(skb) } {
+    let ip_header = unsafe { ip_header(skb) };
+    let toa = ip_or_tcp_toa(skb, child, ip_header)?;
+    if !trusted(ip_header) {
+        stats::inc(child, Counter::UntrustedSource);
+        toa_debug!("TOA from an untrusted source ignored for sk {:p}\n", child);
+        return None;
+    }
+    Some(toa)
+}
+
+/// The IP-option TOA of the packet, else its TCP-option TOA (see [`find_toa`]).
+fn ip_or_tcp_toa(skb: *const SkBuff, child: *const Sock, ip_header: &[u8]) -> Option<Toa> {
+    match wire::scan_ip_header(ip_header) {
         Scan::Found(toa) => {
-            stats::inc(Counter::IpOptionToa);
+            stats::inc(child, Counter::IpOptionToa);
             return Some(toa);
         }
         Scan::Malformed(why) => {
-            stats::inc(Counter::IpOptionMalformed);
+            stats::inc(child, Counter::IpOptionMalformed);
             toa_debug!(
                 "malformed IP options ({:?}) ignored for sk {:p}\n",
                 why,
@@ -170,7 +251,7 @@ unsafe fn find_toa(skb: *const SkBuff, child: *const Sock) -> Option<Toa> {
         Scan::Found(toa) => Some(toa),
         Scan::NoToa => None,
         Scan::Malformed(why) => {
-            stats::inc(Counter::TcpOptionMalformed);
+            stats::inc(child, Counter::TcpOptionMalformed);
             toa_debug!(
                 "malformed TCP options ({:?}) ignored for sk {:p}\n",
                 why,
@@ -181,26 +262,19 @@ unsafe fn find_toa(skb: *const SkBuff, child: *const Sock) -> Option<Toa> {
     }
 }
 
-/// Scans the IP header of `skb` (IPv4 options, or IPv6 extension headers) for an IP-option TOA.
+/// The IP header of `skb` with its options or extension headers: from the network header to the
+/// transport header.
 ///
 /// # Safety
 ///
-/// As for [`find_toa`]. The bytes from the network header to the transport header are linear: the IP
-/// layer pulled them (options, extension headers) before handing the packet to TCP.
-unsafe fn ip_scan(skb: *const SkBuff) -> Scan {
+/// As for [`find_toa`]. Those bytes are linear: the IP layer pulled them (options, extension headers)
+/// before handing the packet to TCP.
+unsafe fn ip_header<'a>(skb: *const SkBuff) -> &'a [u8] {
     // SAFETY: per the function's contract.
-    let (protocol, header) = unsafe {
+    unsafe {
         let nh = ffi::toa_skb_network_header(skb);
         let len = ffi::toa_skb_network_header_len(skb) as usize;
-        (
-            u16::from_be(ffi::toa_skb_protocol(skb)),
-            core::slice::from_raw_parts(nh, len),
-        )
-    };
-    match protocol {
-        ETH_P_IP => wire::scan_ipv4_header(header),
-        ETH_P_IPV6 => wire::scan_ipv6_headers(header),
-        _ => Scan::NoToa,
+        core::slice::from_raw_parts(nh, len)
     }
 }
 
@@ -373,7 +447,7 @@ unsafe extern "C" fn toa_getname_ret(ri: *mut KretprobeInstance, regs: *mut PtRe
     // SAFETY: as above; the family of a socket never changes; `uaddr` and `regs` are the call's.
     if unsafe { rewrite(uaddr, ffi::toa_sk_family(sk), &ep, regs) } {
         if peer != 0 {
-            stats::inc(Counter::GetnameToaOk);
+            stats::inc(sk, Counter::GetnameToaOk);
         }
         toa_debug!(
             "{} on sk {:p}: {}\n",

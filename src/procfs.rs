@@ -87,9 +87,11 @@ unsafe extern "C" fn toa_stats_show(seq: *mut SeqFile, _v: *mut c_void) -> c_int
             ffi::seq_printf(seq, c"CPU%-8d".as_ptr(), cpu);
         }
         ffi::toa_seq_puts(seq, c"\n".as_ptr());
-        for (counter, name) in Counter::ALL {
-            stats_row(seq, name, |cpu| stats::read(counter, cpu));
-        }
+        stats::with_counters(ffi::toa_seq_single_net(seq), |read| {
+            for (counter, name) in Counter::ALL {
+                stats_row(seq, name, |cpu| read(counter, cpu));
+            }
+        });
         let first = stats::possible_cpus().next();
         for (name, total) in probe_misses() {
             stats_row(seq, name, |cpu| if Some(cpu) == first { total } else { 0 });
@@ -319,10 +321,11 @@ unsafe extern "C" fn toa_net_exit(net: *mut Net) {
 pub(crate) struct ProcRegistration(());
 
 impl ProcRegistration {
-    /// Registers `toa_net_ops` (`src/toa_shim.c`).
+    /// Registers `toa_proc_net_ops` (`src/toa_shim.c`).
     pub(crate) fn register() -> Result<Self> {
         // SAFETY: the shim's static ops, registered once and unregistered in `drop`.
-        let ret = unsafe { ffi::register_pernet_subsys(core::ptr::addr_of_mut!(ffi::toa_net_ops)) };
+        let ret =
+            unsafe { ffi::register_pernet_subsys(core::ptr::addr_of_mut!(ffi::toa_proc_net_ops)) };
         if ret < 0 {
             return Err(Error::from_errno(ret));
         }
@@ -333,6 +336,6 @@ impl ProcRegistration {
 impl Drop for ProcRegistration {
     fn drop(&mut self) {
         // SAFETY: registered in `register`; this calls `toa_net_exit` for every namespace.
-        unsafe { ffi::unregister_pernet_subsys(core::ptr::addr_of_mut!(ffi::toa_net_ops)) };
+        unsafe { ffi::unregister_pernet_subsys(core::ptr::addr_of_mut!(ffi::toa_proc_net_ops)) };
     }
 }

@@ -39,11 +39,11 @@ fn lookup(sk: *const Sock) -> core::result::Result<[u8; TOA_NAT64_PEER_LEN], u32
     }
     // SAFETY: as above.
     let Some(client) = (unsafe { store::with_entry(sk, |e| e.client) }) else {
-        stats::inc(Counter::GetnameToaEmpty);
+        stats::inc(sk, Counter::GetnameToaEmpty);
         return Err(bindings::ENOENT);
     };
     let Addr::V6(addr) = client.addr else {
-        stats::inc(Counter::GetnameToaMismatch);
+        stats::inc(sk, Counter::GetnameToaMismatch);
         return Err(bindings::EAFNOSUPPORT);
     };
     let mut peer = [0u8; TOA_NAT64_PEER_LEN];
@@ -83,7 +83,7 @@ unsafe extern "C" fn toa_sockopt_get(
     }
     // SAFETY: as above.
     unsafe { len.write(TOA_NAT64_PEER_LEN as c_int) };
-    stats::inc(Counter::GetnameToaOk);
+    stats::inc(sk, Counter::GetnameToaOk);
     0
 }
 

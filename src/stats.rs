@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Per-CPU, lock-free event counters shown in `/proc/net/toa_stats`.
+//! Per-CPU, lock-free event counters shown in `/proc/net/toa_stats`, one set per network namespace.
 //!
-//! Each possible CPU has an array of `u64`, one per [`Counter`]; a CPU only increments its own array
-//! (`this_cpu_inc`), readers sum or print the arrays without locking. The first seven counters are the
+//! Each namespace has, for each possible CPU, an array of `u64`, one per [`Counter`]; an event counts in
+//! the namespace of the socket it happens to, on the current CPU (`this_cpu_inc`); readers print the
+//! arrays without locking. A namespace's counters live from its creation (or toa's load) to its
+//! dismantling (or toa's unload). The first seven counters are the
 //! ones of Tencent's TOA (seed 000), in its order; monitoring scripts rely on their names and order.
 
-use crate::ffi;
+use crate::ffi::{self, Net, Sock};
 use core::ffi::{c_int, c_uint, CStr};
 use core::sync::atomic::{AtomicPtr, Ordering};
 use kernel::prelude::*;
@@ -37,6 +39,9 @@ pub(crate) enum Counter {
     /// A packet whose IP options or destination options were malformed: ignored (the TCP options are
     /// still looked at).
     IpOptionMalformed,
+    /// A TOA from a source outside `trusted_sources`: ignored (possibly forged by a client that reaches
+    /// the server directly).
+    UntrustedSource,
     /// A TOA that could not be stored (no memory, or the table refused it): the connection goes on
     /// without it.
     StoreInsertFailed,
@@ -46,7 +51,7 @@ pub(crate) enum Counter {
 
 impl Counter {
     /// Every counter, in display order, with its `/proc/net/toa_stats` row name.
-    pub(crate) const ALL: [(Counter, &'static CStr); 12] = [
+    pub(crate) const ALL: [(Counter, &'static CStr); 13] = [
         (Counter::SynRecvSockToa, c"syn_recv_sock_toa"),
         (Counter::SynRecvSockNoToa, c"syn_recv_sock_no_toa"),
         (Counter::GetnameToaOk, c"getname_toa_ok"),
@@ -57,6 +62,7 @@ impl Counter {
         (Counter::TcpOptionMalformed, c"tcp_option_malformed"),
         (Counter::IpOptionToa, c"ip_option_toa"),
         (Counter::IpOptionMalformed, c"ip_option_malformed"),
+        (Counter::UntrustedSource, c"toa_untrusted_source"),
         (Counter::StoreInsertFailed, c"store_insert_failed"),
         (Counter::StoreStaleReplaced, c"store_stale_replaced"),
     ];
@@ -64,52 +70,140 @@ impl Counter {
 
 const N_COUNTERS: usize = Counter::ALL.len();
 
-/// The per-CPU arrays, published for the hooks while a [`Stats`] owns them; null otherwise.
-static BASE: AtomicPtr<u64> = AtomicPtr::new(core::ptr::null_mut());
+/// The counters' slot of network namespace `net` (`struct toa_net` in the shim, `net_generic` storage).
+///
+/// # Safety
+///
+/// `net` is a live namespace on which `toa_stats_net_ops` was initialised, and the caller is inside an
+/// RCU read-side section (`net_generic`).
+unsafe fn slot<'a>(net: *const Net) -> &'a AtomicPtr<u64> {
+    // SAFETY: per the function's contract the slot exists; it is only accessed atomically.
+    unsafe { AtomicPtr::from_ptr(ffi::toa_net_stats_slot(net)) }
+}
 
-/// Owner of the per-CPU counter arrays: allocated by [`Stats::new`], freed on drop.
+/// Counts one event on the current CPU, in the namespace of `sk`.
+pub(crate) fn inc(sk: *const Sock, c: Counter) {
+    // SAFETY: `sk` is a socket the caller holds (or is destroying): its namespace is alive, and so are
+    // its counters until `toa_stats_net_pre_exit`, which RCU orders against this read-side section.
+    unsafe {
+        ffi::toa_rcu_read_lock();
+        let base = slot(ffi::toa_sk_net(sk)).load(Ordering::Acquire);
+        if !base.is_null() {
+            ffi::toa_percpu_inc(base, c as c_uint);
+        }
+        ffi::toa_rcu_read_unlock();
+    }
+}
+
+/// Calls `f` with a reader of `net`'s counters: `read(counter, cpu)` for a possible CPU.
+///
+/// # Safety
+///
+/// `net` is a live namespace on which `toa_stats_net_ops` was initialised. `f` must not sleep.
+pub(crate) unsafe fn with_counters<R>(
+    net: *const Net,
+    f: impl FnOnce(&dyn Fn(Counter, c_int) -> u64) -> R,
+) -> R {
+    // SAFETY: per the function's contract; the counters stay allocated for the RCU section.
+    unsafe {
+        ffi::toa_rcu_read_lock();
+        let base = slot(net).load(Ordering::Acquire);
+        let read = |c: Counter, cpu: c_int| {
+            if base.is_null() {
+                0
+            } else {
+                // `base` has `N_COUNTERS` entries per possible CPU (inside the outer `unsafe`).
+                ffi::toa_percpu_read(base, c as c_uint, cpu)
+            }
+        };
+        let r = f(&read);
+        ffi::toa_rcu_read_unlock();
+        r
+    }
+}
+
+/// `pernet_operations::init` of the counters: allocates zeroed counters for every possible CPU.
+///
+/// # Safety
+///
+/// Only called by the pernet core, for a namespace being set up.
+#[no_mangle]
+unsafe extern "C" fn toa_stats_net_init(net: *mut Net) -> c_int {
+    let size = N_COUNTERS * core::mem::size_of::<u64>();
+    // SAFETY: plain allocation; `__alloc_percpu` returns zeroed memory or null.
+    let base = unsafe { ffi::toa_alloc_percpu(size, core::mem::align_of::<u64>()) };
+    if base.is_null() {
+        return ENOMEM.to_errno();
+    }
+    // SAFETY: the namespace's slot exists once the pernet core calls `init`; no reader yet.
+    unsafe {
+        ffi::toa_rcu_read_lock();
+        slot(net).store(base, Ordering::Release);
+        ffi::toa_rcu_read_unlock();
+    }
+    0
+}
+
+/// `pernet_operations::pre_exit`: unpublishes the counters; the pernet core then waits for an RCU grace
+/// period before `exit`, so no hook still increments them when they are freed.
+///
+/// # Safety
+///
+/// Only called by the pernet core, for a namespace going away (or all of them at unregistration).
+#[no_mangle]
+unsafe extern "C" fn toa_stats_net_pre_exit(net: *mut Net) {
+    // SAFETY: both slots exist until after `exit`; only the pernet core calls this and `exit`.
+    unsafe {
+        ffi::toa_rcu_read_lock();
+        let base = slot(net).swap(core::ptr::null_mut(), Ordering::AcqRel);
+        *ffi::toa_net_stats_retired_slot(net) = base;
+        ffi::toa_rcu_read_unlock();
+    }
+}
+
+/// `pernet_operations::exit`: frees the counters unpublished by `pre_exit`, a grace period later.
+///
+/// # Safety
+///
+/// Only called by the pernet core, after `toa_stats_net_pre_exit` and a grace period.
+#[no_mangle]
+unsafe extern "C" fn toa_stats_net_exit(net: *mut Net) {
+    // SAFETY: the retired pointer came from `toa_alloc_percpu` and no reader can see it any more.
+    unsafe {
+        ffi::toa_rcu_read_lock();
+        let base = core::mem::replace(
+            &mut *ffi::toa_net_stats_retired_slot(net),
+            core::ptr::null_mut(),
+        );
+        ffi::toa_rcu_read_unlock();
+        if !base.is_null() {
+            ffi::free_percpu(base);
+        }
+    }
+}
+
+/// The registration of the per-namespace counters; unregistered (and freed) on drop.
 pub(crate) struct Stats(());
 
 impl Stats {
-    /// Allocates zeroed counters for every possible CPU and publishes them.
+    /// Registers `toa_stats_net_ops` (`src/toa_shim.c`): counters for every namespace, now and later.
     pub(crate) fn new() -> Result<Self> {
-        let size = N_COUNTERS * core::mem::size_of::<u64>();
-        // SAFETY: plain allocation; `__alloc_percpu` returns zeroed memory or null.
-        let base = unsafe { ffi::toa_alloc_percpu(size, core::mem::align_of::<u64>()) };
-        if base.is_null() {
-            return Err(ENOMEM);
+        // SAFETY: the shim's static ops, registered once and unregistered in `drop`.
+        let ret =
+            unsafe { ffi::register_pernet_subsys(core::ptr::addr_of_mut!(ffi::toa_stats_net_ops)) };
+        if ret < 0 {
+            return Err(Error::from_errno(ret));
         }
-        BASE.store(base, Ordering::Release);
         Ok(Stats(()))
     }
 }
 
 impl Drop for Stats {
     fn drop(&mut self) {
-        // Every hook, /proc file and sockopt handler is unregistered before the owner drops this.
-        let base = BASE.swap(core::ptr::null_mut(), Ordering::AcqRel);
-        // SAFETY: `base` came from `__alloc_percpu` in `new` and nothing uses it any more.
-        unsafe { ffi::free_percpu(base) };
+        // Every hook, /proc file and sockopt handler is gone and the store is drained before this.
+        // SAFETY: registered in `new`.
+        unsafe { ffi::unregister_pernet_subsys(core::ptr::addr_of_mut!(ffi::toa_stats_net_ops)) };
     }
-}
-
-/// Counts one event on the current CPU.
-pub(crate) fn inc(c: Counter) {
-    let base = BASE.load(Ordering::Acquire);
-    if !base.is_null() {
-        // SAFETY: `base` is live per-CPU memory with `N_COUNTERS` entries; `c as u32` is below that.
-        unsafe { ffi::toa_percpu_inc(base, c as c_uint) };
-    }
-}
-
-/// The value of `c` on `cpu` (a possible CPU from [`possible_cpus`]).
-pub(crate) fn read(c: Counter, cpu: c_int) -> u64 {
-    let base = BASE.load(Ordering::Acquire);
-    if base.is_null() {
-        return 0;
-    }
-    // SAFETY: as in `inc`; `cpu` is a possible CPU, so its per-CPU area exists.
-    unsafe { ffi::toa_percpu_read(base, c as c_uint, cpu) }
 }
 
 /// Iterates over the possible CPU ids, in increasing order (ids may have holes).

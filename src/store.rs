@@ -102,7 +102,10 @@ impl Store {
 ///
 /// `e` was allocated by [`insert`] and nothing references it any more.
 unsafe fn free_now(e: *mut Entry) {
-    // SAFETY: per the function's contract, `e` is a leaked `KBox` of the type `has_vip` tells.
+    // SAFETY: per the function's contract, `e` is a leaked `KBox` of the type `has_vip` tells; its socket
+    // is alive (an entry goes before its socket's memory does).
+    let sk = unsafe { (*e).sk };
+    // SAFETY: as above.
     unsafe {
         if (*e).has_vip {
             drop(KBox::from_raw(e.cast::<EntryWithVip>()));
@@ -110,7 +113,7 @@ unsafe fn free_now(e: *mut Entry) {
             drop(KBox::from_raw(e));
         }
     }
-    stats::inc(Counter::Ip6AddressFree);
+    stats::inc(sk, Counter::Ip6AddressFree);
 }
 
 /// `rhashtable_free_and_destroy` callback: frees one entry left at unload.
@@ -149,8 +152,12 @@ impl Drop for Store {
 unsafe fn free_after_grace_period(e: *mut Entry) {
     // SAFETY: `e` is a live `kmalloc` object (a `KBox`) no longer reachable from the table; its `rcu`
     // field is unused until now. `kvfree_call_rcu` only calls `kfree`, never module code.
-    unsafe { ffi::toa_kvfree_rcu(core::ptr::addr_of_mut!((*e).rcu), e.cast()) };
-    stats::inc(Counter::Ip6AddressFree);
+    let sk = unsafe {
+        let sk = (*e).sk;
+        ffi::toa_kvfree_rcu(core::ptr::addr_of_mut!((*e).rcu), e.cast());
+        sk
+    };
+    stats::inc(sk, Counter::Ip6AddressFree);
 }
 
 /// Stores `toa` for `sk`. Runs in softirq context (the `syn_recv_sock` return probe).
@@ -182,8 +189,8 @@ pub(crate) unsafe fn insert(sk: *const Sock, toa: &Toa) -> Result {
             .map(|b| KBox::into_raw(b).cast::<Entry>()),
         None => KBox::new(entry, GFP_ATOMIC).map(KBox::into_raw),
     };
-    let e = allocated.inspect_err(|_| stats::inc(Counter::StoreInsertFailed))?;
-    stats::inc(Counter::Ip6AddressAlloc);
+    let e = allocated.inspect_err(|_| stats::inc(sk, Counter::StoreInsertFailed))?;
+    stats::inc(sk, Counter::Ip6AddressAlloc);
     // SAFETY: `e` is a valid, unlinked entry.
     let mut ret = unsafe { ffi::toa_store_insert(core::ptr::addr_of_mut!((*e).node)) };
     if ret == EEXIST_RET {
@@ -200,7 +207,7 @@ pub(crate) unsafe fn insert(sk: *const Sock, toa: &Toa) -> Result {
                     core::ptr::addr_of_mut!((*e).node),
                 );
                 if r == 0 {
-                    stats::inc(Counter::StoreStaleReplaced);
+                    stats::inc(sk, Counter::StoreStaleReplaced);
                     free_after_grace_period(old);
                 }
                 r
@@ -212,7 +219,7 @@ pub(crate) unsafe fn insert(sk: *const Sock, toa: &Toa) -> Result {
     if ret < 0 {
         // SAFETY: `e` never became reachable from the table: this is its only owner.
         unsafe { free_now(e) };
-        stats::inc(Counter::StoreInsertFailed);
+        stats::inc(sk, Counter::StoreInsertFailed);
         return Err(Error::from_errno(ret));
     }
     Ok(())

@@ -27,6 +27,8 @@ mod sockaddr;
 mod sockopt;
 mod stats;
 mod store;
+// `pub`: this file is also part of the host crate `toa-wire`.
+pub mod trust;
 // `pub`: this file is also the public API of the host crate `toa-wire`.
 pub mod wire;
 
@@ -56,6 +58,7 @@ struct Parts {
     _getname: [KretprobeRegistration; 2],
     _syn_recv_sock: [KretprobeRegistration; 2],
     _destruct: KprobeRegistration,
+    _trust: hooks::Trust,
     _sockopt: sockopt::SockoptRegistration,
     _proc: procfs::ProcRegistration,
     _store: store::Store,
@@ -65,6 +68,7 @@ struct Parts {
 impl kernel::Module for Toa {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         // Built bottom-up, so that a failure at any step drops (unregisters) what came before.
+        let trust = hooks::Trust::new()?;
         let stats = stats::Stats::new()?;
         let store = store::Store::new()?;
         let proc = procfs::ProcRegistration::register()?;
@@ -109,6 +113,7 @@ impl kernel::Module for Toa {
             _getname: getname,
             _syn_recv_sock: syn_recv_sock,
             _destruct: destruct,
+            _trust: trust,
             _sockopt: sockopt,
             _proc: proc,
             _store: store,

@@ -26,6 +26,7 @@
 #include <net/inet_sock.h>
 #include <net/ipv6.h>
 #include <net/net_namespace.h>
+#include <net/netns/generic.h>
 #include <net/sock.h>
 #include <asm/syscall.h>
 
@@ -46,6 +47,13 @@ module_param_named(nat64_getpeername, toa_param_nat64_getpeername, bool, 0644);
 MODULE_PARM_DESC(nat64_getpeername,
 		 "Seed 004 mode: on an AF_INET socket whose TOA carries an IPv6 client, getpeername()/accept() return "
 		 "a sockaddr_in6 when the caller's buffer can hold one (default: N, use getsockopt 4096)");
+
+char *toa_param_trusted_sources = "";
+module_param_named(trusted_sources, toa_param_trusted_sources, charp, 0444);
+MODULE_PARM_DESC(trusted_sources,
+		 "Comma-separated IPv4/IPv6 prefixes of the load balancers allowed to send a TOA, e.g. "
+		 "\"10.0.0.0/8,2001:db8::/32\"; a TOA from any other source is ignored and counted "
+		 "(default: empty, every source is trusted, like existing TOA modules)");
 
 bool toa_param_getsockname_vip = true;
 module_param_named(getsockname_vip, toa_param_getsockname_vip, bool, 0644);
@@ -162,9 +170,33 @@ u64 toa_percpu_read(u64 __percpu *base, unsigned int idx, int cpu) { return READ
 int toa_next_possible_cpu(int prev) { return cpumask_next(prev, cpu_possible_mask); }
 unsigned int toa_nr_cpu_ids(void) { return nr_cpu_ids; }
 
-/* ---- /proc/net files, one set per network namespace ---- */
+/* ---- Per-namespace counters (net_generic storage) and /proc/net files ---- */
 
-struct pernet_operations toa_net_ops = {
+/* A namespace's counters: published in `stats`, moved to `retired` by pre_exit, freed by exit. */
+struct toa_net {
+	u64 __percpu *stats;
+	u64 __percpu *retired;
+};
+unsigned int toa_net_id;
+
+struct pernet_operations toa_stats_net_ops = {
+	.init = toa_stats_net_init,
+	.pre_exit = toa_stats_net_pre_exit,
+	.exit = toa_stats_net_exit,
+	.id = &toa_net_id,
+	.size = sizeof(struct toa_net),
+};
+
+u64 __percpu **toa_net_stats_slot(const struct net *net)
+{
+	return &((struct toa_net *)net_generic(net, toa_net_id))->stats;
+}
+u64 __percpu **toa_net_stats_retired_slot(const struct net *net)
+{
+	return &((struct toa_net *)net_generic(net, toa_net_id))->retired;
+}
+
+struct pernet_operations toa_proc_net_ops = {
 	.init = toa_net_init,
 	.exit = toa_net_exit,
 };
@@ -186,6 +218,7 @@ const unsigned int toa_table_iter_size = sizeof(struct toa_table_iter);
 void toa_seq_puts(struct seq_file *seq, const char *s) { seq_puts(seq, s); }
 struct proc_dir_entry *toa_net_proc_dir(struct net *net) { return net->proc_net; }
 struct net *toa_seq_net(struct seq_file *seq) { return seq_file_net(seq); }
+struct net *toa_seq_single_net(struct seq_file *seq) { return seq_file_single_net(seq); }
 struct rhashtable_iter *toa_seq_table_iter(struct seq_file *seq)
 {
 	return &((struct toa_table_iter *)seq->private)->hti;

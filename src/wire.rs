@@ -422,3 +422,23 @@ pub fn scan_ipv6_headers(packet: &[u8]) -> Scan {
         off += len;
     }
 }
+
+/// Scans an IPv4 header (with options) or an IPv6 header (with extension headers), by its version, for
+/// an IP-level TOA: [`scan_ipv4_header`] or [`scan_ipv6_headers`].
+pub fn scan_ip_header(header: &[u8]) -> Scan {
+    match header.first().map(|b| b >> 4) {
+        Some(4) => scan_ipv4_header(header),
+        Some(6) => scan_ipv6_headers(header),
+        _ => Scan::Malformed(Malformed::BadIpHeader),
+    }
+}
+
+/// The source address of an IPv4 or IPv6 header (the bytes from the network header on); `None` when
+/// the header is too short or of another version.
+pub fn ip_source(header: &[u8]) -> Option<Addr> {
+    match header.first()? >> 4 {
+        4 => Some(Addr::V4(array(header, 12)?)),
+        6 => Some(Addr::V6(array(header, 8)?)),
+        _ => None,
+    }
+}
