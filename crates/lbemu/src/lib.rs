@@ -246,6 +246,12 @@ impl Conn {
         Err(io::Error::new(io::ErrorKind::TimedOut, "no SYN-ACK"))
     }
 
+    /// The ACK that completes the handshake, as [`Conn::connect`] sends it (IP-level options and TCP
+    /// options included; sequence numbers as of now).
+    pub fn handshake_ack(&self) -> Segment {
+        self.segment(Tcp::ACK, self.snd_nxt, &self.opts.ack, &[], true)
+    }
+
     /// Sends `data` in one segment (carrying `Options::data` as TCP options).
     pub fn send(&mut self, lb: &mut Lb, data: &[u8]) -> io::Result<()> {
         let seg = self.segment(

@@ -35,6 +35,8 @@ macro_rules! check {
     };
 }
 
+mod stress;
+
 fn io<T>(r: io::Result<T>, what: &str) -> Result<T, String> {
     r.map_err(|e| format!("{what}: {e}"))
 }
@@ -1464,6 +1466,8 @@ const TESTS: &[Test] = &[
     ("trusted_sources", trusted_sources),
     ("network_namespaces", network_namespaces),
     ("module_parameters", module_parameters),
+    ("adversarial_connections", stress::adversarial_connections),
+    ("unload_under_load", stress::unload_under_load),
     ("rmmod_with_live_sockets", rmmod_with_live_sockets),
 ];
 
