@@ -6,7 +6,9 @@
 #   make install         install it (modules_install + depmod) into the running kernel's tree
 #   make fmt | clippy | rust-analyzer
 #   make demo            set up everything, boot the demo VM, show toa at work
-#   make check           every test: host unit tests + VM integration tests on the debug kernel
+#   make check           every test: host unit tests, fuzzing (1 min), VM integration tests on the
+#                        debug kernel
+#   make fuzz            fuzz the parsers for FUZZ_SECONDS per target
 #
 # A Rust module must be built with the rustc that built its kernel and, for a clang-built kernel, with
 # LLVM=1: both are detected from KDIR's .config (override with RUSTC=... LLVM=...).
@@ -19,7 +21,7 @@ export PATH := $(if $(LLVM),$(LLVM_BIN):)$(PATH)
 
 KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(if $(LLVM),LLVM=$(LLVM)) RUSTC=$(KRUSTC)
 
-.PHONY: all modules clean install fmt fmt-check clippy rust-analyzer setup demo check test-unit bench
+.PHONY: all modules clean install fmt fmt-check clippy rust-analyzer setup demo check test-unit fuzz
 
 all modules:
 	@test -n "$(KRUSTC)" || { echo "toa: no rustc for $(KDIR) (see above)"; exit 1; }
@@ -75,3 +77,9 @@ demo:
 
 check:
 	bash scripts/check.sh
+
+# Fuzz every parser for FUZZ_SECONDS each (default 600).
+FUZZ_SECONDS ?= 600
+fuzz:
+	bash scripts/setup-toolchain.sh
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)

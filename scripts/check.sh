@@ -28,6 +28,10 @@ if ! cargo test --workspace 2>&1 | tee "$log/host"; then
 fi
 count "$log/host" "^test result:"
 
+echo "== fuzzing the parsers (${TOA_FUZZ_SECONDS:-30} s per target)"
+bash "$here/fuzz.sh" "${TOA_FUZZ_SECONDS:-30}" | tee "$log/fuzz"
+passed=$((passed + $(grep -c '^ok - fuzz' "$log/fuzz"))) failed=$((failed + $(grep -c '^FAIL - fuzz' "$log/fuzz")))
+
 echo "== debug kernel, module, test programs"
 kdir=$(bash "$here/build-kernel.sh" debug | tail -1)
 ko=$(bash "$here/build-module.sh" "$kdir" | tail -1)

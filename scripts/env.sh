@@ -2,6 +2,7 @@
 # shellcheck shell=bash
 TOA_CACHE=${TOA_CACHE:-/var/cache/toa}
 BINDGEN_VERSION=0.70.1
+CARGO_FUZZ_VERSION=0.13.2
 VNG_VERSION=1.42
 BINDGEN=$TOA_CACHE/cargo/bin/bindgen
 VNG=$TOA_CACHE/venv/bin/vng

@@ -5,7 +5,7 @@
 #   Debian: rustc-web + rust-web-src (the kernel's Rust toolchain), clang/lld/llvm 19 + libclang,
 #           qemu-system-x86, udev (virtme-ng needs it for the exit status), the kernel build dependencies,
 #           linux-source-6.12 (the test kernel's sources), iproute2, dkms.
-#   crates.io: bindgen-cli (pinned), installed with `cargo install --locked`.
+#   crates.io: bindgen-cli and cargo-fuzz (pinned), installed with `cargo install --locked`.
 #   PyPI: virtme-ng (pinned), in a venv.
 #
 # Everything that is not a Debian package goes under $TOA_CACHE (default /var/cache/toa), outside the clone.
@@ -37,6 +37,11 @@ mkdir -p "$TOA_CACHE"
 if ! "$BINDGEN" --version 2>/dev/null | grep -q "$BINDGEN_VERSION"; then
 	echo "setup: cargo install bindgen-cli $BINDGEN_VERSION"
 	cargo install --locked --root "$TOA_CACHE/cargo" "bindgen-cli@$BINDGEN_VERSION"
+fi
+
+if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+	echo "setup: cargo install cargo-fuzz $CARGO_FUZZ_VERSION"
+	cargo install --locked --root "$TOA_CACHE/cargo" "cargo-fuzz@$CARGO_FUZZ_VERSION"
 fi
 
 if ! "$VNG" --version 2>/dev/null | grep -q "$VNG_VERSION"; then

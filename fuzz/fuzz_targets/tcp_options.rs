@@ -8,7 +8,9 @@ use toa_wire::{scan_tcp_header, scan_tcp_options, Addr, Origin, Scan};
 
 fuzz_target!(|data: &[u8]| {
     if let Scan::Found(t) = scan_tcp_options(data) {
-        let Origin::TcpOption(kind) = t.origin;
+        let Origin::TcpOption(kind) = t.origin else {
+            panic!("the TCP-option scan reported {:?}", t.origin);
+        };
         assert!(matches!(kind, 200 | 253 | 254));
         let needle: Vec<u8> = match t.client.addr {
             Addr::V4(a) => [&t.client.port.to_be_bytes()[..], &a[..]].concat(),
