@@ -21,7 +21,7 @@ export PATH := $(if $(LLVM),$(LLVM_BIN):)$(PATH)
 
 KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(if $(LLVM),LLVM=$(LLVM)) RUSTC=$(KRUSTC)
 
-.PHONY: all modules clean install fmt fmt-check clippy rust-analyzer setup demo check test-unit fuzz
+.PHONY: all modules clean install install-src deb fmt fmt-check clippy rust-analyzer setup demo check test-unit fuzz
 
 all modules:
 	@test -n "$(KRUSTC)" || { echo "toa: no rustc for $(KDIR) (see above)"; exit 1; }
@@ -31,9 +31,31 @@ clean:
 	$(KMAKE) clean
 	rm -f rust-project.json
 
+VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' $(CURDIR)/dkms.conf)
+KVER ?= $(shell $(MAKE) -s -C $(KDIR) kernelrelease 2>/dev/null)
+
+# Installs toa.ko into the kernel's module tree (updates/), runs depmod, and installs the boot-time
+# files: /etc/modules-load.d/toa.conf (load at boot) and, if absent, a commented /etc/modprobe.d/toa.conf.
 install: all
 	$(KMAKE) modules_install
-	depmod -a $(notdir $(patsubst %/build,%,$(realpath $(KDIR))))
+	depmod -a $(KVER)
+	install -D -m 0644 packaging/toa-modules-load.conf $(DESTDIR)/etc/modules-load.d/toa.conf
+	test -e $(DESTDIR)/etc/modprobe.d/toa.conf || \
+		install -D -m 0644 packaging/toa-modprobe.conf $(DESTDIR)/etc/modprobe.d/toa.conf
+
+# The module's source tree as DKMS wants it: $(DESTDIR)/usr/src/toa-$(VERSION) (used by debian/rules).
+SRC_FILES = Kbuild Makefile dkms.conf src/Kbuild $(wildcard src/*.rs src/*.c src/*.h) \
+	scripts/kernel-rustc.sh include/toa.h packaging/toa-modules-load.conf packaging/toa-modprobe.conf
+install-src:
+	for f in $(SRC_FILES); do install -D -m 0644 $$f $(DESTDIR)/usr/src/toa-$(VERSION)/$$f; done
+	chmod 0755 $(DESTDIR)/usr/src/toa-$(VERSION)/scripts/kernel-rustc.sh
+
+# The toa-dkms Debian package, built with Debian's tooling (dh-dkms) into target/deb/.
+deb:
+	rm -rf target/deb && mkdir -p target/deb/src
+	git archive HEAD | tar -x -C target/deb/src
+	cd target/deb/src && dpkg-buildpackage -us -uc -b
+	ls target/deb/*.deb
 
 # Formatting: the kernel's rustfmt rules for the module, cargo fmt for the host crates.
 RUSTFMT ?= rustfmt

@@ -20,6 +20,7 @@ APT_PKGS=(
 	qemu-system-x86 udev iproute2 kmod cpio
 	bc bison flex libelf-dev libssl-dev python3-venv rsync xz-utils
 	linux-source-6.12
+	dkms dh-dkms debhelper fakeroot dpkg-dev
 )
 
 missing=()
