@@ -19,6 +19,10 @@ count() { # adds up the closing lines matching $2 in log $1 (cargo's "test resul
 	passed=$((passed + p)) failed=$((failed + f))
 }
 
+count_lines() { # adds up the `ok - ` / `FAIL - ` lines of log $1
+	passed=$((passed + $(grep -c '^ok - ' "$1" || true))) failed=$((failed + $(grep -c '^FAIL - ' "$1" || true)))
+}
+
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
 
@@ -29,8 +33,8 @@ fi
 count "$log/host" "^test result:"
 
 echo "== fuzzing the parsers (${TOA_FUZZ_SECONDS:-30} s per target)"
-bash "$here/fuzz.sh" "${TOA_FUZZ_SECONDS:-30}" | tee "$log/fuzz"
-passed=$((passed + $(grep -c '^ok - fuzz' "$log/fuzz"))) failed=$((failed + $(grep -c '^FAIL - fuzz' "$log/fuzz")))
+bash "$here/fuzz.sh" "${TOA_FUZZ_SECONDS:-30}" | tee "$log/fuzz" || true
+count_lines "$log/fuzz"
 
 echo "== debug kernel, module, test programs"
 kdir=$(bash "$here/build-kernel.sh" debug | tail -1)
@@ -47,6 +51,11 @@ count "$log/vm" "^[0-9]+ passed, [0-9]+ failed$"
 if [ "$vm_rc" -ne 0 ]; then
 	grep -Eq '^[0-9]+ passed, [1-9][0-9]* failed$' "$log/vm" || failed=$((failed + 1)) # a VM/kernel-level failure
 fi
+
+echo "== packaging: toa-dkms .deb, DKMS build for the test kernel, modprobe in the VM, purge"
+bash "$here/dkms-test.sh" "$kdir" 2>&1 | tee "$log/dkms" || true
+count_lines "$log/dkms"
+grep -q '^ok - apt purge' "$log/dkms" || grep -q '^FAIL' "$log/dkms" || failed=$((failed + 1))
 
 echo "== VM runner self-test: a kernel WARNING in the log must fail the run"
 if bash "$here/vm-run.sh" "$kdir" "$ko" -- sh -c 'echo "WARNING: CPU: 0 PID: 1 at toa runner self-test" >/dev/kmsg' >"$log/selftest" 2>&1; then

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Runs inside the test VM (see vm-run.sh): TOA_KO PARAMS COMMAND [ARGS...]
+# Runs inside the test VM (see vm-run.sh): TOA_KO|--no-insmod PARAMS COMMAND [ARGS...]
 ko=$1 params=$2
 shift 2
 export TOA_KO=$ko
@@ -10,7 +10,7 @@ kml=/sys/kernel/debug/kmemleak
 [ -w $kml ] && echo clear >$kml
 
 # shellcheck disable=SC2086
-if ! insmod "$ko" $params; then
+if [ "$ko" != --no-insmod ] && ! insmod "$ko" $params; then
 	echo "vm-inner: insmod $ko $params failed"
 	rc=90
 else

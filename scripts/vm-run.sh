@@ -5,6 +5,8 @@
 # BUG/WARNING/Oops/KASAN/lockdep/RCU/kmemleak problem.
 #
 #   scripts/vm-run.sh KDIR TOA_KO [--params "debug=1 ..."] -- COMMAND [ARGS...]
+#   scripts/vm-run.sh KDIR --no-insmod [--rodir GUEST=HOST] -- COMMAND [ARGS...]
+#       (COMMAND loads the module itself, e.g. with modprobe; HOST is shared read-only at GUEST)
 #
 # KVM is used when it works on this host (probed once, result cached); otherwise TCG.
 set -euo pipefail
@@ -15,7 +17,14 @@ kdir=${1:?usage: vm-run.sh KDIR TOA_KO [--params P] -- COMMAND...}
 ko=${2:?usage}
 shift 2
 params=""
-if [ "${1:-}" = --params ]; then params=$2; shift 2; fi
+extra=()
+while [ $# -gt 0 ] && [ "$1" != -- ]; do
+	case $1 in
+	--params) params=$2; shift 2 ;;
+	--rodir) extra+=(--rodir "$2"); shift 2 ;;
+	*) echo "vm-run.sh: unknown option $1" >&2; exit 2 ;;
+	esac
+done
 [ "${1:-}" = -- ] && shift
 [ $# -gt 0 ] || { echo "vm-run.sh: no command" >&2; exit 2; }
 
@@ -40,9 +49,14 @@ fi
 # share the clone itself at its own path (it may live under one of those directories).
 top=$(dirname "$here")
 mkdir -p "$top/target/vm"
-cp "$ko" "$top/target/vm/toa.ko"
-vng_common+=(--rodir "$top")
-cmd=$(printf '%q ' "$here/vm-inner.sh" "$top/target/vm/toa.ko" "$params" "$@")
+if [ "$ko" = --no-insmod ]; then
+	vm_ko=--no-insmod
+else
+	cp "$ko" "$top/target/vm/toa.ko"
+	vm_ko=$top/target/vm/toa.ko
+fi
+vng_common+=(--rodir "$top" "${extra[@]}")
+cmd=$(printf '%q ' "$here/vm-inner.sh" "$vm_ko" "$params" "$@")
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
