@@ -76,11 +76,22 @@ ko=$(find "$moddir/updates" -name 'toa.ko*' | head -1)
 modinfo -F parm "$ko" | grep -q trusted_sources && ok "modinfo shows the parameters' descriptions" ||
 	fail "modinfo: no parameter descriptions"
 
+# A kernel without Rust support: DKMS declines it with its BUILD_EXCLUSIVE message, and a direct `make`
+# says why, instead of a compiler error.
+fake=$(mktemp -d)
+printf 'CONFIG_MODULES=y\nCONFIG_KPROBES=y\nCONFIG_NETFILTER=y\nCONFIG_IPV6=y\n' >"$fake/.config"
+msg=$(dkms build -m toa -v "$version" -k 6.0.0-norust --kernelsourcedir "$fake" 2>&1)
+grep -q 'BUILD_EXCLUSIVE' <<<"$msg" && ok "dkms declines a kernel without CONFIG_RUST with a clear message" ||
+	fail "dkms on a kernel without CONFIG_RUST: $msg"
+msg=$(make -s -C "/usr/src/toa-$version" KDIR="$fake" 2>&1)
+grep -q 'was not built with CONFIG_RUST=y' <<<"$msg" && ok "make against a kernel without CONFIG_RUST says so" ||
+	fail "make against a kernel without CONFIG_RUST: $msg"
+rm -rf "$fake"
+
 # 3. In the VM: the guest's /lib/modules/KVER becomes the host's, where DKMS installed the module.
 cargo build --release -q -p toa-vmtest
 out=$(bash "$here/vm-run.sh" "$kdir" --no-insmod --rodir "/run/toa-host-modules=$moddir" -- \
-	sh -c "rm -f /lib/modules/$kver && ln -s /run/toa-host-modules /lib/modules/$kver && modprobe toa &&
-		grep -q '^toa ' /proc/modules && $top/target/release/toa-vmtest demo" 2>&1)
+	sh -c "rm -f /lib/modules/$kver && ln -s /run/toa-host-modules /lib/modules/$kver && modprobe toa && grep -q '^toa ' /proc/modules && $top/target/release/toa-vmtest demo" 2>&1)
 if grep -q 'accept()               : 198.51.100.7:40001' <<<"$out" && grep -q 'toa load success' <<<"$out"; then
 	ok "modprobe toa (DKMS-built) in the VM, demo scenario recovers the client"
 else

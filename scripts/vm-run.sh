@@ -56,6 +56,10 @@ else
 	vm_ko=$top/target/vm/toa.ko
 fi
 vng_common+=(--rodir "$top" "${extra[@]}")
+# The guest runs this through sh: no argument may need bash's $'...' quoting (a newline, for one).
+for a in "$@"; do
+	case $a in *$'\n'*) echo "vm-run.sh: arguments must be single-line" >&2; exit 2 ;; esac
+done
 cmd=$(printf '%q ' "$here/vm-inner.sh" "$vm_ko" "$params" "$@")
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
