@@ -9,6 +9,7 @@
 #   make check           every test: host unit tests, fuzzing (1 min), VM integration tests on the
 #                        debug kernel
 #   make fuzz            fuzz the parsers for FUZZ_SECONDS per target
+#   make bench           what toa costs, as ratios against the same kernel without it
 #
 # A Rust module must be built with the rustc that built its kernel and, for a clang-built kernel, with
 # LLVM=1: both are detected from KDIR's .config (override with RUSTC=... LLVM=...).
@@ -21,7 +22,7 @@ export PATH := $(if $(LLVM),$(LLVM_BIN):)$(PATH)
 
 KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(if $(LLVM),LLVM=$(LLVM)) RUSTC=$(KRUSTC)
 
-.PHONY: all modules clean install install-src deb fmt fmt-check clippy rust-analyzer setup demo check test-unit fuzz
+.PHONY: all modules clean install install-src deb fmt fmt-check clippy rust-analyzer setup demo check test-unit fuzz bench
 
 all modules:
 	@test -n "$(KRUSTC)" || { echo "toa: no rustc for $(KDIR) (see above)"; exit 1; }
@@ -99,6 +100,9 @@ demo:
 
 check:
 	bash scripts/check.sh
+
+bench:
+	bash scripts/bench.sh
 
 # Fuzz every parser for FUZZ_SECONDS each (default 600).
 FUZZ_SECONDS ?= 600

@@ -108,6 +108,14 @@ fn is_err(p: *mut c_void) -> bool {
 /// `-EAGAIN` as an error pointer: the table was resized under the walker, which goes on.
 const EAGAIN_PTR: *mut c_void = -11isize as *mut c_void;
 
+/// Socket destructions the destructor probe missed (a probe that could not run). Each may have left an
+/// entry whose socket is gone: while any were missed, the dump lists nothing rather than read a socket
+/// that may be freed memory (lookups stay safe: they only compare the socket's address and identity).
+fn destruct_missed() -> u64 {
+    // SAFETY: reads a counter of the shim's static probe object.
+    unsafe { ffi::toa_kprobe_nmissed(core::ptr::addr_of!(ffi::toa_kp_inet_sock_destruct)) }
+}
+
 /// The next entry of `seq`'s namespace, or null at the end.
 ///
 /// # Safety
@@ -117,6 +125,9 @@ unsafe fn next_entry(seq: *mut SeqFile) -> *mut c_void {
     // SAFETY: per the function's contract; the walker holds `rcu_read_lock`, so entries and (typesafe by
     // RCU) sockets stay readable.
     unsafe {
+        if destruct_missed() > 0 {
+            return core::ptr::null_mut();
+        }
         let net = ffi::toa_seq_net(seq);
         let it = ffi::toa_seq_table_iter(seq);
         loop {
@@ -242,6 +253,15 @@ unsafe extern "C" fn toa_table_seq_show(seq: *mut SeqFile, v: *mut c_void) -> c_
     unsafe {
         if v == SEQ_START_TOKEN {
             ffi::toa_seq_puts(seq, c"sk local lb client vip origin\n".as_ptr());
+            let missed = destruct_missed();
+            if missed > 0 {
+                ffi::seq_printf(
+                    seq,
+                    c"# entries not listed: %llu socket destructions were missed (see README)\n"
+                        .as_ptr(),
+                    missed,
+                );
+            }
             return 0;
         }
         let e = &*v.cast::<Entry>();

@@ -96,16 +96,13 @@ impl Store {
     }
 }
 
-/// Frees `e` at once.
+/// Frees `e` at once, without touching its socket.
 ///
 /// # Safety
 ///
 /// `e` was allocated by [`insert`] and nothing references it any more.
-unsafe fn free_now(e: *mut Entry) {
-    // SAFETY: per the function's contract, `e` is a leaked `KBox` of the type `has_vip` tells; its socket
-    // is alive (an entry goes before its socket's memory does).
-    let sk = unsafe { (*e).sk };
-    // SAFETY: as above.
+unsafe fn drop_entry(e: *mut Entry) {
+    // SAFETY: per the function's contract, `e` is a leaked `KBox` of the type `has_vip` tells.
     unsafe {
         if (*e).has_vip {
             drop(KBox::from_raw(e.cast::<EntryWithVip>()));
@@ -113,7 +110,6 @@ unsafe fn free_now(e: *mut Entry) {
             drop(KBox::from_raw(e));
         }
     }
-    stats::inc(sk, Counter::Ip6AddressFree);
 }
 
 /// `rhashtable_free_and_destroy` callback: frees one entry left at unload.
@@ -123,8 +119,10 @@ unsafe fn free_now(e: *mut Entry) {
 /// Only called by `rhashtable_free_and_destroy` in [`Store::drop`], once per entry still in the table.
 unsafe extern "C" fn free_entry(ptr: *mut c_void, _arg: *mut c_void) {
     // SAFETY: every object in the table comes from `insert`, and the table is being destroyed with no
-    // reader left, so this is its last owner.
-    unsafe { free_now(ptr.cast::<Entry>()) };
+    // reader left, so this is its last owner. Its socket is not touched: once the destructor probe is
+    // gone, sockets die without taking their entries along, so the socket may be freed memory already.
+    // (Not counted either: the counters of this module instance end with it.)
+    unsafe { drop_entry(ptr.cast::<Entry>()) };
 }
 
 impl Drop for Store {
@@ -218,7 +216,8 @@ pub(crate) unsafe fn insert(sk: *const Sock, toa: &Toa) -> Result {
     }
     if ret < 0 {
         // SAFETY: `e` never became reachable from the table: this is its only owner.
-        unsafe { free_now(e) };
+        unsafe { drop_entry(e) };
+        stats::inc(sk, Counter::Ip6AddressFree);
         stats::inc(sk, Counter::StoreInsertFailed);
         return Err(Error::from_errno(ret));
     }

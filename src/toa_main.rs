@@ -52,28 +52,29 @@ struct Toa {
 }
 
 /// What the module registered and owns. Fields drop in declaration order, which is the teardown order:
-/// first the hooks (no new entries, no readers), then the user API, then the store (frees what is left
-/// after an RCU grace period), then the counters everything else increments.
+/// first the hooks that add entries or look them up, then the user API (the /proc dump reads the
+/// entries' sockets), then the destructor hook, then the store (frees what is left after an RCU grace
+/// period, without touching sockets: they may be gone), then the counters.
 struct Parts {
     _getname: [KretprobeRegistration; 2],
     _syn_recv_sock: [KretprobeRegistration; 2],
-    _destruct: KprobeRegistration,
-    _trust: hooks::Trust,
     _sockopt: sockopt::SockoptRegistration,
     _proc: procfs::ProcRegistration,
+    // The destructor hook goes only after the last reader of sockets through the store (/proc).
+    _destruct: KprobeRegistration,
     _store: store::Store,
     _stats: stats::Stats,
+    _trust: hooks::Trust,
 }
 
 impl kernel::Module for Toa {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        // Built bottom-up, so that a failure at any step drops (unregisters) what came before.
+        // Built bottom-up, in the reverse order of `Parts`, so that a failure at any step drops
+        // (unregisters) what came before in the same order as an unload does.
         let trust = hooks::Trust::new()?;
         let stats = stats::Stats::new()?;
         let store = store::Store::new()?;
-        let proc = procfs::ProcRegistration::register()?;
-        let sockopt = sockopt::SockoptRegistration::register()?;
-        // The destructor hook comes first: no entry may ever outlive its socket.
+        // The destructor hook comes before anything can store an entry: no entry may outlive its socket.
         // SAFETY: the shim's static kprobe, registered once here and unregistered when the registration
         // drops; its handler only uses the store built above.
         let destruct = unsafe {
@@ -82,6 +83,8 @@ impl kernel::Module for Toa {
                 c"inet_sock_destruct",
             )?
         };
+        let proc = procfs::ProcRegistration::register()?;
+        let sockopt = sockopt::SockoptRegistration::register()?;
         // SAFETY: as above, for the shim's static kretprobes.
         let syn_recv_sock = unsafe {
             [
@@ -112,12 +115,12 @@ impl kernel::Module for Toa {
         let parts = Parts {
             _getname: getname,
             _syn_recv_sock: syn_recv_sock,
-            _destruct: destruct,
-            _trust: trust,
             _sockopt: sockopt,
             _proc: proc,
+            _destruct: destruct,
             _store: store,
             _stats: stats,
+            _trust: trust,
         };
         Ok(Toa { parts: Some(parts) })
     }

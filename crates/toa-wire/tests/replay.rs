@@ -4,8 +4,8 @@
 
 use std::path::Path;
 use toa_wire::{
-    scan_ip_header, scan_ipv4_header, scan_ipv4_options, scan_ipv6_dstopts, scan_ipv6_headers, scan_tcp_header,
-    scan_tcp_options, Origin, Scan,
+    scan_ip_header, scan_ipv4_header, scan_ipv4_options, scan_ipv6_dstopts, scan_ipv6_headers,
+    scan_tcp_header, scan_tcp_options, Origin, Scan,
 };
 
 fn inputs() -> Vec<(String, Vec<u8>)> {
@@ -17,7 +17,10 @@ fn inputs() -> Vec<(String, Vec<u8>)> {
                 continue;
             }
             for f in std::fs::read_dir(target.path()).unwrap().flatten() {
-                out.push((f.path().display().to_string(), std::fs::read(f.path()).unwrap()));
+                out.push((
+                    f.path().display().to_string(),
+                    std::fs::read(f.path()).unwrap(),
+                ));
             }
         }
     }
@@ -27,11 +30,18 @@ fn inputs() -> Vec<(String, Vec<u8>)> {
 #[test]
 fn replay_seeds_and_regressions() {
     let inputs = inputs();
-    assert!(inputs.len() >= 17, "fuzz corpora missing: {} files", inputs.len());
+    assert!(
+        inputs.len() >= 17,
+        "fuzz corpora missing: {} files",
+        inputs.len()
+    );
     for (name, data) in inputs {
         for s in [scan_tcp_options(&data), scan_tcp_header(&data)] {
             if let Scan::Found(t) = s {
-                assert!(matches!(t.origin, Origin::TcpOption(200 | 253 | 254)), "{name}");
+                assert!(
+                    matches!(t.origin, Origin::TcpOption(200 | 253 | 254)),
+                    "{name}"
+                );
             }
         }
         for s in [
@@ -42,7 +52,10 @@ fn replay_seeds_and_regressions() {
             scan_ip_header(&data),
         ] {
             if let Scan::Found(t) = s {
-                assert!(matches!(t.origin, Origin::Ipv4Option | Origin::Ipv6DestOption), "{name}");
+                assert!(
+                    matches!(t.origin, Origin::Ipv4Option | Origin::Ipv6DestOption),
+                    "{name}"
+                );
                 assert!(t.vip.is_some(), "{name}");
             }
         }

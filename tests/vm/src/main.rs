@@ -35,6 +35,7 @@ macro_rules! check {
     };
 }
 
+mod bench;
 mod stress;
 
 fn io<T>(r: io::Result<T>, what: &str) -> Result<T, String> {
@@ -1490,6 +1491,9 @@ fn main() {
     };
     if args.first().map(String::as_str) == Some("demo") {
         std::process::exit(demo::run(&mut ctx));
+    }
+    if args.first().map(String::as_str) == Some("bench") {
+        std::process::exit(bench::run(&mut ctx));
     }
     let (mut passed, mut failed) = (0, 0);
     for (name, test) in TESTS {

@@ -120,6 +120,15 @@ impl Sock {
         .map(|_| ())
     }
 
+    /// Closes with SO_LINGER 0: the kernel sends RST and destroys the socket at once (no FIN_WAIT).
+    pub fn abort(self) {
+        let l = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        let _ = self.setopt(libc::SOL_SOCKET, libc::SO_LINGER, &l);
+    }
+
     /// The raw descriptor.
     pub fn fd(&self) -> RawFd {
         self.0.as_raw_fd()

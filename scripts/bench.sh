@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# `make bench`: toa's costs, measured side by side in one VM run on the plain kernel (not the debug one)
+# and printed as ratios against the goals (see tests/vm/src/bench.rs). TOA_BENCH_ENTRIES sets the
+# number of live TOA sockets (default 100 000).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(dirname "$here")
+cd "$top"
+# shellcheck source=scripts/env.sh
+. "$here/env.sh"
+bash "$here/setup-toolchain.sh"
+kdir=$(bash "$here/build-kernel.sh" plain | tail -1)
+ko=$(bash "$here/build-module.sh" "$kdir" | tail -1)
+cargo build --release -q -p toa-vmtest
+TOA_VM_MEMORY=${TOA_VM_MEMORY:-6G} exec bash "$here/vm-run.sh" "$kdir" "$ko" -- \
+	env TOA_BENCH_ENTRIES="${TOA_BENCH_ENTRIES:-100000}" "$top/target/release/toa-vmtest" bench
