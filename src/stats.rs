@@ -171,10 +171,7 @@ unsafe extern "C" fn toa_stats_net_exit(net: *mut Net) {
     // SAFETY: the retired pointer came from `toa_alloc_percpu` and no reader can see it any more.
     unsafe {
         ffi::toa_rcu_read_lock();
-        let base = core::mem::replace(
-            &mut *ffi::toa_net_stats_retired_slot(net),
-            core::ptr::null_mut(),
-        );
+        let base = core::mem::take(&mut *ffi::toa_net_stats_retired_slot(net));
         ffi::toa_rcu_read_unlock();
         if !base.is_null() {
             ffi::free_percpu(base);
