@@ -30,8 +30,6 @@ opaque! {
     SkBuff;
     /// `struct pt_regs`: the registers of a probed call.
     PtRegs;
-    /// `struct kprobe`.
-    Kprobe;
     /// `struct kretprobe`.
     Kretprobe;
     /// `struct kretprobe_instance`: one probed call in flight.
@@ -94,17 +92,14 @@ extern "C" {
     pub(crate) static mut toa_krp_tcp_v6_syn_recv_sock: Kretprobe;
     pub(crate) static mut toa_krp_inet_getname: Kretprobe;
     pub(crate) static mut toa_krp_inet6_getname: Kretprobe;
-    pub(crate) static mut toa_kp_inet_sock_destruct: Kprobe;
+    pub(crate) static mut toa_krp_inet_sock_destruct: Kretprobe;
     pub(crate) fn toa_kri_data(ri: *mut KretprobeInstance) -> *mut c_void;
     pub(crate) fn toa_regs_arg(regs: *mut PtRegs, n: c_uint) -> c_ulong;
     pub(crate) fn toa_regs_ret(regs: *mut PtRegs) -> c_ulong;
     pub(crate) fn toa_regs_set_ret(regs: *mut PtRegs, rc: c_ulong);
     pub(crate) fn toa_kretprobe_nmissed(rp: *const Kretprobe) -> c_ulong;
-    pub(crate) fn toa_kprobe_nmissed(kp: *const Kprobe) -> c_ulong;
     pub(crate) fn register_kretprobe(rp: *mut Kretprobe) -> c_int;
     pub(crate) fn unregister_kretprobe(rp: *mut Kretprobe);
-    pub(crate) fn register_kprobe(kp: *mut Kprobe) -> c_int;
-    pub(crate) fn unregister_kprobe(kp: *mut Kprobe);
 
     // ---- getsockopt
     pub(crate) static mut toa_sockopt_ops: NfSockoptOps;

@@ -459,15 +459,35 @@ unsafe extern "C" fn toa_getname_ret(ri: *mut KretprobeInstance, regs: *mut PtRe
     0
 }
 
-/// Pre-handler of the `inet_sock_destruct` kprobe: drops the socket's entry.
+/// Entry handler of the `inet_sock_destruct` kretprobe: saves `sk` (nothing else: this may run in the
+/// NMI-like context of a breakpoint).
 ///
 /// # Safety
 ///
 /// Only called by the kprobes core, for the probe the shim (`src/toa_shim.c`) attaches it to.
 #[no_mangle]
-unsafe extern "C" fn toa_sock_destruct_pre(_p: *mut ffi::Kprobe, regs: *mut PtRegs) -> c_int {
-    // SAFETY: the entry of `inet_sock_destruct(sk)`: `sk` is being destroyed, its memory not yet freed.
-    let sk = unsafe { arg(regs, 0) } as *const Sock;
+unsafe extern "C" fn toa_sock_destruct_entry(
+    ri: *mut KretprobeInstance,
+    regs: *mut PtRegs,
+) -> c_int {
+    // SAFETY: the entry of `inet_sock_destruct(sk)`.
+    unsafe { call_data(ri).a = arg(regs, 0) };
+    0
+}
+
+/// Return handler of the `inet_sock_destruct` kretprobe: drops the socket's entry. `sk` is being
+/// destroyed; its memory is freed only after `inet_sock_destruct` returns to `__sk_destruct`.
+///
+/// # Safety
+///
+/// Only called by the kprobes core, for the probe the shim (`src/toa_shim.c`) attaches it to.
+#[no_mangle]
+unsafe extern "C" fn toa_sock_destruct_ret(
+    ri: *mut KretprobeInstance,
+    _regs: *mut PtRegs,
+) -> c_int {
+    // SAFETY: the data was saved by `toa_sock_destruct_entry` for this call.
+    let sk = unsafe { call_data(ri).a } as *const Sock;
     store::remove(sk);
     0
 }

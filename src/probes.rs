@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Registrations of the kprobes and kretprobes toa hooks through (`register_kprobe`,
-//! `register_kretprobe`): supported APIs that patch no kernel data. Each registration unregisters on
-//! drop; `unregister_*` waits until no handler of the probe runs any more.
+//! Registrations of the kretprobes toa hooks through (`register_kretprobe`): a supported API that patches
+//! no kernel data. Each registration unregisters on drop; `unregister_kretprobe` waits until no handler
+//! of the probe runs any more.
 
-use crate::ffi::{self, Kprobe, Kretprobe};
+use crate::ffi::{self, Kretprobe};
 use core::ffi::CStr;
 use kernel::prelude::*;
 
@@ -41,41 +41,5 @@ impl Drop for KretprobeRegistration {
     fn drop(&mut self) {
         // SAFETY: registered in `register`.
         unsafe { ffi::unregister_kretprobe(self.0) };
-    }
-}
-
-/// A registered kprobe (one of the shim's static `struct kprobe`).
-pub(crate) struct KprobeRegistration(*mut Kprobe);
-
-// SAFETY: as for `KretprobeRegistration`.
-unsafe impl Send for KprobeRegistration {}
-// SAFETY: as for `KretprobeRegistration`.
-unsafe impl Sync for KprobeRegistration {}
-
-impl KprobeRegistration {
-    /// Registers `kp`, probing the function `symbol` (used for the error message).
-    ///
-    /// # Safety
-    ///
-    /// `kp` is one of the shim's static kprobes, not registered yet, whose handler is toa's.
-    pub(crate) unsafe fn register(kp: *mut Kprobe, symbol: &CStr) -> Result<Self> {
-        // SAFETY: per the function's contract.
-        let ret = unsafe { ffi::register_kprobe(kp) };
-        if ret < 0 {
-            pr_err!(
-                "cannot probe {} (error {})\n",
-                symbol.to_str().unwrap_or("?"),
-                ret
-            );
-            return Err(Error::from_errno(ret));
-        }
-        Ok(Self(kp))
-    }
-}
-
-impl Drop for KprobeRegistration {
-    fn drop(&mut self) {
-        // SAFETY: registered in `register`.
-        unsafe { ffi::unregister_kprobe(self.0) };
     }
 }

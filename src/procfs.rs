@@ -68,7 +68,7 @@ fn probe_misses() -> [(&'static CStr, u64); 5] {
             ),
             (
                 c"missed_sock_destruct",
-                ffi::toa_kprobe_nmissed(addr_of!(ffi::toa_kp_inet_sock_destruct)),
+                ffi::toa_kretprobe_nmissed(addr_of!(ffi::toa_krp_inet_sock_destruct)),
             ),
         ]
     }
@@ -113,7 +113,7 @@ const EAGAIN_PTR: *mut c_void = -11isize as *mut c_void;
 /// that may be freed memory (lookups stay safe: they only compare the socket's address and identity).
 fn destruct_missed() -> u64 {
     // SAFETY: reads a counter of the shim's static probe object.
-    unsafe { ffi::toa_kprobe_nmissed(core::ptr::addr_of!(ffi::toa_kp_inet_sock_destruct)) }
+    unsafe { ffi::toa_kretprobe_nmissed(core::ptr::addr_of!(ffi::toa_krp_inet_sock_destruct)) }
 }
 
 /// The next entry of `seq`'s namespace, or null at the end.

@@ -33,7 +33,7 @@ pub mod trust;
 pub mod wire;
 
 use core::ptr::addr_of_mut;
-use probes::{KprobeRegistration, KretprobeRegistration};
+use probes::KretprobeRegistration;
 
 /// toa's version, printed at load and shown by `modinfo`.
 const VERSION: &str = "0.1.0";
@@ -61,7 +61,7 @@ struct Parts {
     _sockopt: sockopt::SockoptRegistration,
     _proc: procfs::ProcRegistration,
     // The destructor hook goes only after the last reader of sockets through the store (/proc).
-    _destruct: KprobeRegistration,
+    _destruct: KretprobeRegistration,
     _store: store::Store,
     _stats: stats::Stats,
     _trust: hooks::Trust,
@@ -75,11 +75,11 @@ impl kernel::Module for Toa {
         let stats = stats::Stats::new()?;
         let store = store::Store::new()?;
         // The destructor hook comes before anything can store an entry: no entry may outlive its socket.
-        // SAFETY: the shim's static kprobe, registered once here and unregistered when the registration
+        // SAFETY: the shim's static kretprobe, registered once here and unregistered when the registration
         // drops; its handler only uses the store built above.
         let destruct = unsafe {
-            KprobeRegistration::register(
-                addr_of_mut!(ffi::toa_kp_inet_sock_destruct),
+            KretprobeRegistration::register(
+                addr_of_mut!(ffi::toa_krp_inet_sock_destruct),
                 c"inet_sock_destruct",
             )?
         };

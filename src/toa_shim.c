@@ -66,7 +66,8 @@ MODULE_PARM_DESC(getsockname_vip,
 
 /*
  * inet_getname() takes lock_sock() and may sleep while holding a kretprobe instance: give getname probes
- * room for many concurrent callers. Exhaustion is counted in nmissed and shown in /proc/net/toa_stats.
+ * (and the destructor probe) room for many concurrent callers. Exhaustion is counted in nmissed and
+ * shown in /proc/net/toa_stats.
  */
 #define TOA_GETNAME_MAXACTIVE 1024
 
@@ -100,10 +101,18 @@ struct kretprobe toa_krp_inet6_getname = {
 	.maxactive = TOA_GETNAME_MAXACTIVE,
 };
 
-/* Every inet socket, TCP children included, ends in inet_sock_destruct() (inet6_sock_destruct calls it). */
-struct kprobe toa_kp_inet_sock_destruct = {
-	.symbol_name = "inet_sock_destruct",
-	.pre_handler = toa_sock_destruct_pre,
+/*
+ * Every inet socket, TCP children included, ends in inet_sock_destruct() (inet6_sock_destruct calls it),
+ * before its memory is freed. A kretprobe, so that the entry is removed (which takes a table lock) in the
+ * return handler, in the context inet_sock_destruct() runs in: a function-entry handler may run in the
+ * NMI-like context of an int3 breakpoint on kernels without KPROBES_ON_FTRACE.
+ */
+struct kretprobe toa_krp_inet_sock_destruct = {
+	.kp.symbol_name = "inet_sock_destruct",
+	.entry_handler = toa_sock_destruct_entry,
+	.handler = toa_sock_destruct_ret,
+	.data_size = TOA_KRP_DATA_SIZE,
+	.maxactive = TOA_GETNAME_MAXACTIVE,
 };
 
 void *toa_kri_data(struct kretprobe_instance *ri) { return ri->data; }
@@ -111,7 +120,6 @@ unsigned long toa_regs_arg(struct pt_regs *regs, unsigned int n) { return regs_g
 unsigned long toa_regs_ret(struct pt_regs *regs) { return regs_return_value(regs); }
 void toa_regs_set_ret(struct pt_regs *regs, unsigned long rc) { regs_set_return_value(regs, rc); }
 unsigned long toa_kretprobe_nmissed(const struct kretprobe *rp) { return rp->nmissed + rp->kp.nmissed; }
-unsigned long toa_kprobe_nmissed(const struct kprobe *kp) { return kp->nmissed; }
 
 /* ---- getsockopt(IPPROTO_IP, TOA_SO_GET_LOOKUP = 4096): include/toa.h ---- */
 
