@@ -10,7 +10,8 @@ top=$(dirname "$here")
 kdir=${1:?usage: build-module.sh KDIR}
 out=$TOA_CACHE/module/$(basename "$kdir")
 mkdir -p "$out"
-rsync -a --delete --exclude '*.o' --exclude '*.cmd' "$top/Kbuild" "$top/Makefile" "$top/src" "$top/scripts" "$out/" >&2
+rsync -a --delete --exclude '*.o' --exclude '*.cmd' "$top/Kbuild" "$top/Makefile" "$top/dkms.conf" "$top/src" \
+	"$top/scripts" "$top/packaging" "$out/" >&2
 # Keep the objects of the previous build of the same tree: Kbuild rebuilds what changed.
 make -C "$out" KDIR="$kdir" >&2
 echo "$out/src/toa.ko"

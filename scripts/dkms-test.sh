@@ -37,6 +37,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# 0. `make install` from the tree: module in the kernel's tree (updates/), depmod, boot-time files.
+etc_before=$(ls /etc/modules-load.d/toa.conf /etc/modprobe.d/toa.conf 2>/dev/null)
+stage=$(dirname "$(dirname "$(bash "$here/build-module.sh" "$kdir" 2>/dev/null | tail -1)")")
+if [ -z "$etc_before" ] && make -s -C "$stage" install KDIR="$kdir" >target/install.log 2>&1 &&
+	[ -n "$(find "$moddir/updates" -name 'toa.ko*' 2>/dev/null)" ] && grep -q 'toa.ko' "$moddir/modules.dep" &&
+	grep -qx toa /etc/modules-load.d/toa.conf && grep -q '^#options toa trusted_sources' /etc/modprobe.d/toa.conf; then
+	ok "make install: toa.ko under $moddir/updates, depmod, modules-load.d and modprobe.d files"
+else
+	fail "make install:"; tail -20 target/install.log
+fi
+if [ -z "$etc_before" ]; then
+	rm -f /etc/modules-load.d/toa.conf /etc/modprobe.d/toa.conf
+	find "$moddir/updates" -name 'toa.ko*' -delete 2>/dev/null
+	depmod -a "$kver" 2>/dev/null
+fi
+
 # 1. The package.
 deb=target/deb/toa-dkms_${version}_all.deb
 if make -s deb KDIR="$kdir" >target/deb.log 2>&1 && [ -f "$deb" ]; then
@@ -79,7 +95,7 @@ modinfo -F parm "$ko" | grep -q trusted_sources && ok "modinfo shows the paramet
 # A kernel without Rust support: DKMS declines it with its BUILD_EXCLUSIVE message, and a direct `make`
 # says why, instead of a compiler error.
 fake=$(mktemp -d)
-printf 'CONFIG_MODULES=y\nCONFIG_KPROBES=y\nCONFIG_NETFILTER=y\nCONFIG_IPV6=y\n' >"$fake/.config"
+printf 'CONFIG_MODULES=y\nCONFIG_KPROBES=y\nCONFIG_KRETPROBES=y\nCONFIG_KPROBES_ON_FTRACE=y\nCONFIG_NETFILTER=y\nCONFIG_IPV6=y\nCONFIG_INET=y\n' >"$fake/.config"
 msg=$(dkms build -m toa -v "$version" -k 6.0.0-norust --kernelsourcedir "$fake" 2>&1)
 grep -q 'BUILD_EXCLUSIVE' <<<"$msg" && ok "dkms declines a kernel without CONFIG_RUST with a clear message" ||
 	fail "dkms on a kernel without CONFIG_RUST: $msg"
