@@ -95,7 +95,7 @@ modinfo -F parm "$ko" | grep -q trusted_sources && ok "modinfo shows the paramet
 # A kernel without Rust support: DKMS declines it with its BUILD_EXCLUSIVE message, and a direct `make`
 # says why, instead of a compiler error.
 fake=$(mktemp -d)
-printf 'CONFIG_MODULES=y\nCONFIG_KPROBES=y\nCONFIG_KRETPROBES=y\nCONFIG_KPROBES_ON_FTRACE=y\nCONFIG_NETFILTER=y\nCONFIG_IPV6=y\nCONFIG_INET=y\n' >"$fake/.config"
+printf 'CONFIG_MODULES=y\nCONFIG_KPROBES=y\nCONFIG_KRETPROBES=y\nCONFIG_NETFILTER=y\nCONFIG_IPV6=y\nCONFIG_INET=y\n' >"$fake/.config"
 msg=$(dkms build -m toa -v "$version" -k 6.0.0-norust --kernelsourcedir "$fake" 2>&1)
 grep -q 'BUILD_EXCLUSIVE' <<<"$msg" && ok "dkms declines a kernel without CONFIG_RUST with a clear message" ||
 	fail "dkms on a kernel without CONFIG_RUST: $msg"

@@ -35,13 +35,7 @@
 #if !IS_ENABLED(CONFIG_IPV6) || !IS_ENABLED(CONFIG_KRETPROBES) || !IS_ENABLED(CONFIG_NETFILTER)
 #error "toa needs CONFIG_IPV6, CONFIG_KRETPROBES and CONFIG_NETFILTER"
 #endif
-/*
- * Function-entry probes must go through ftrace: with int3 breakpoints instead, the unload-under-load test
- * crashed the kernel (an int3 Oops while a probe was unregistered during concurrent getpeername calls).
- */
-#if !IS_ENABLED(CONFIG_KPROBES_ON_FTRACE)
-#error "toa needs CONFIG_KPROBES_ON_FTRACE (function-entry kprobes through ftrace)"
-#endif
+
 
 /* ---- Module parameters (read by Rust with READ_ONCE semantics; documented in README.md) ---- */
 
