@@ -8,9 +8,6 @@ top=$(dirname "$here")
 cd "$top"
 # shellcheck source=scripts/env.sh
 . "$here/env.sh"
-bash "$here/setup-toolchain.sh"
-kdir=$(bash "$here/build-kernel.sh" plain | tail -1)
-ko=$(bash "$here/build-module.sh" "$kdir" | tail -1)
-cargo build --release -q -p toa-vmtest
+toa_prepare plain
 TOA_VM_MEMORY=${TOA_VM_MEMORY:-6G} exec bash "$here/vm-run.sh" "$kdir" "$ko" -- \
 	env TOA_BENCH_ENTRIES="${TOA_BENCH_ENTRIES:-100000}" "$top/target/release/toa-vmtest" bench

@@ -7,8 +7,5 @@ top=$(dirname "$here")
 cd "$top"
 # shellcheck source=scripts/env.sh
 . "$here/env.sh"
-bash "$here/setup-toolchain.sh"
-kdir=$(bash "$here/build-kernel.sh" plain | tail -1)
-ko=$(bash "$here/build-module.sh" "$kdir" | tail -1)
-cargo build --release -q -p toa-vmtest
+toa_prepare plain
 exec bash "$here/vm-run.sh" "$kdir" "$ko" -- "$top/target/release/toa-vmtest" demo

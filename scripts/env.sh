@@ -11,3 +11,14 @@ KRUSTC=/usr/bin/rustc
 LLVM_BIN=/usr/lib/llvm-19/bin
 export PATH="$LLVM_BIN:$TOA_CACHE/cargo/bin:$TOA_CACHE/venv/bin:$PATH"
 export LIBCLANG_PATH=/usr/lib/llvm-19/lib
+
+# Everything a VM run of the test programs needs, for kernel variant $1 (plain|debug): the toolchain,
+# the kernel, toa.ko built against it and the test programs. Sets `kdir` and `ko`.
+toa_prepare() {
+	local here
+	here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+	bash "$here/setup-toolchain.sh"
+	kdir=$(bash "$here/build-kernel.sh" "$1" | tail -1)
+	ko=$(bash "$here/build-module.sh" "$kdir" | tail -1)
+	cargo build --release -q -p toa-vmtest
+}
