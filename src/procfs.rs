@@ -18,6 +18,7 @@
 //! RCU for the length of one `read()`.
 
 use crate::ffi::{self, Net, SeqFile, Sock, AF_INET, SEQ_START_TOKEN};
+use crate::pernet::PernetRegistration;
 use crate::sockaddr::{Sockaddr, SockaddrIn, SockaddrIn6};
 use crate::stats::{self, Counter};
 use crate::store::Entry;
@@ -337,25 +338,16 @@ unsafe extern "C" fn toa_net_exit(net: *mut Net) {
     }
 }
 
-/// The pernet registration that creates the files in every namespace; removes them all on drop.
-pub(crate) struct ProcRegistration(());
-
-impl ProcRegistration {
-    /// Registers `toa_proc_net_ops` (`src/toa_shim.c`).
-    pub(crate) fn register() -> Result<Self> {
-        // SAFETY: the shim's static ops, registered once and unregistered in `drop`.
-        let ret =
-            unsafe { ffi::register_pernet_subsys(core::ptr::addr_of_mut!(ffi::toa_proc_net_ops)) };
-        if ret < 0 {
-            return Err(Error::from_errno(ret));
-        }
-        Ok(Self(()))
-    }
+/// The files in every namespace: created by [`ProcRegistration::register`], all removed on drop.
+pub(crate) struct ProcRegistration {
+    _registration: PernetRegistration,
 }
 
-impl Drop for ProcRegistration {
-    fn drop(&mut self) {
-        // SAFETY: registered in `register`; this calls `toa_net_exit` for every namespace.
-        unsafe { ffi::unregister_pernet_subsys(core::ptr::addr_of_mut!(ffi::toa_proc_net_ops)) };
+impl ProcRegistration {
+    /// Registers `toa_proc_net_ops` (`src/toa_shim.c`), whose `init`/`exit` are `toa_net_init`/`toa_net_exit`.
+    pub(crate) fn register() -> Result<Self> {
+        // SAFETY: the shim's static ops, registered once here.
+        unsafe { PernetRegistration::register(core::ptr::addr_of_mut!(ffi::toa_proc_net_ops)) }
+            .map(|r| Self { _registration: r })
     }
 }

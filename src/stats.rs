@@ -9,6 +9,7 @@
 //! ones of Tencent's TOA (seed 000), in its order; monitoring scripts rely on their names and order.
 
 use crate::ffi::{self, Net, Sock};
+use crate::pernet::PernetRegistration;
 use core::ffi::{c_int, c_uint, CStr};
 use core::sync::atomic::{AtomicPtr, Ordering};
 use kernel::prelude::*;
@@ -179,27 +180,18 @@ unsafe extern "C" fn toa_stats_net_exit(net: *mut Net) {
     }
 }
 
-/// The registration of the per-namespace counters; unregistered (and freed) on drop.
-pub(crate) struct Stats(());
+/// The per-namespace counters: registered by [`Stats::new`]; every namespace's counters are freed on drop.
+pub(crate) struct Stats {
+    _registration: PernetRegistration,
+}
 
 impl Stats {
     /// Registers `toa_stats_net_ops` (`src/toa_shim.c`): counters for every namespace, now and later.
     pub(crate) fn new() -> Result<Self> {
-        // SAFETY: the shim's static ops, registered once and unregistered in `drop`.
-        let ret =
-            unsafe { ffi::register_pernet_subsys(core::ptr::addr_of_mut!(ffi::toa_stats_net_ops)) };
-        if ret < 0 {
-            return Err(Error::from_errno(ret));
-        }
-        Ok(Stats(()))
-    }
-}
-
-impl Drop for Stats {
-    fn drop(&mut self) {
-        // Every hook, /proc file and sockopt handler is gone and the store is drained before this.
-        // SAFETY: registered in `new`.
-        unsafe { ffi::unregister_pernet_subsys(core::ptr::addr_of_mut!(ffi::toa_stats_net_ops)) };
+        // SAFETY: the shim's static ops, registered once; the owner drops this after every hook, /proc
+        // file and sockopt handler is gone and the store is drained.
+        unsafe { PernetRegistration::register(core::ptr::addr_of_mut!(ffi::toa_stats_net_ops)) }
+            .map(|r| Stats { _registration: r })
     }
 }
 

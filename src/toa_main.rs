@@ -21,6 +21,7 @@ use kernel::prelude::*;
 
 mod ffi;
 mod hooks;
+mod pernet;
 mod probes;
 mod procfs;
 mod sockaddr;
