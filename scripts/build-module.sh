@@ -10,8 +10,10 @@ top=$(dirname "$here")
 kdir=${1:?usage: build-module.sh KDIR}
 out=$TOA_CACHE/module/$(basename "$kdir")
 mkdir -p "$out"
-rsync -a --delete --exclude '*.o' --exclude '*.cmd' "$top/Kbuild" "$top/Makefile" "$top/dkms.conf" "$top/src" \
-	"$top/scripts" "$top/packaging" "$out/" >&2
+# Sources only: build outputs of an in-tree `make` (say, for another kernel) must never be copied over.
+rsync -a --delete --exclude '*.o' --exclude '*.ko' --exclude '*.mod' --exclude '*.mod.c' --exclude '.*.cmd' \
+	--exclude '*.d' --exclude 'modules.order' --exclude 'Module.symvers' \
+	"$top/Kbuild" "$top/Makefile" "$top/dkms.conf" "$top/src" "$top/scripts" "$top/packaging" "$out/" >&2
 # Keep the objects of the previous build of the same tree: Kbuild rebuilds what changed.
 make -C "$out" KDIR="$kdir" >&2
 echo "$out/src/toa.ko"
