@@ -9,7 +9,8 @@
 //!   `tcp_v4_syn_recv_sock`: only the inner (v4) probe handles it, so no connection is processed twice.
 //! * `inet_getname` / `inet6_getname` (return): `accept()` and `getpeername()` pass here; the peer address
 //!   the kernel just wrote is replaced by the stored client address.
-//! * `inet_sock_destruct` (entry): every inet socket ends here before its memory is freed; its entry goes.
+//! * `inet_sock_destruct` (entry saves `sk`, return removes its entry): every inet socket ends here before
+//!   its memory is freed.
 //!
 //! Handlers run with preemption disabled (softirq for `syn_recv_sock`), never sleep, and never fail the
 //! probed call: toa only ever adds information.
