@@ -10,4 +10,4 @@ cd "$top"
 . "$here/env.sh"
 toa_prepare plain
 TOA_VM_MEMORY=${TOA_VM_MEMORY:-6G} exec bash "$here/vm-run.sh" "$kdir" "$ko" -- \
-	env TOA_BENCH_ENTRIES="${TOA_BENCH_ENTRIES:-100000}" "$top/target/release/toa-vmtest" bench
+	env TOA_BENCH_ENTRIES="${TOA_BENCH_ENTRIES:-100000}" TOA_BENCH_MAX="${TOA_BENCH_MAX:-}" "$top/target/release/toa-vmtest" bench

@@ -50,6 +50,8 @@ opaque! {
     RhashtableIter;
     /// `struct rhashtable`.
     Rhashtable;
+    /// `struct kmem_cache`: a slab cache.
+    KmemCache;
 }
 
 /// `struct rhash_head`: the link of an rhashtable element (one pointer, `include/linux/rhashtable-types.h`).
@@ -128,6 +130,14 @@ extern "C" {
     pub(crate) fn toa_store_replace(old: *mut RhashHead, new: *mut RhashHead) -> c_int;
     pub(crate) fn toa_store_remove(obj: *mut RhashHead) -> c_int;
     pub(crate) fn toa_kvfree_rcu(head: *mut RcuHead, ptr: *mut c_void);
+    pub(crate) fn toa_kmem_cache_create(
+        name: *const c_char,
+        size: c_uint,
+        align: c_uint,
+    ) -> *mut KmemCache;
+    pub(crate) fn toa_kmem_cache_alloc_atomic(cache: *mut KmemCache) -> *mut c_void;
+    pub(crate) fn kmem_cache_free(cache: *mut KmemCache, obj: *mut c_void);
+    pub(crate) fn kmem_cache_destroy(cache: *mut KmemCache);
     pub(crate) fn toa_rcu_read_lock();
     pub(crate) fn toa_rcu_read_unlock();
     pub(crate) fn synchronize_rcu();

@@ -441,7 +441,7 @@ unsafe extern "C" fn toa_getname_ret(ri: *mut KretprobeInstance, regs: *mut PtRe
     let sk = unsafe { ffi::toa_socket_sk(sock) };
     // SAFETY: as above.
     let found =
-        unsafe { store::with_entry(sk, |e| if peer != 0 { Some(e.client) } else { e.vip() }) };
+        unsafe { store::with_entry(sk, |e| if peer != 0 { Some(e.client()) } else { e.vip() }) };
     let Some(ep) = found.flatten() else {
         return 0;
     };

@@ -267,7 +267,7 @@ unsafe extern "C" fn toa_table_seq_show(seq: *mut SeqFile, v: *mut c_void) -> c_
         }
         let e = &*v.cast::<Entry>();
         let (local, lb) = sk_endpoints(e.sk());
-        let client = Sockaddr::of(&e.client);
+        let client = Sockaddr::of(&e.client());
         ffi::seq_printf(
             seq,
             c"%p %pISpc %pISpc %pISpc ".as_ptr(),
@@ -280,7 +280,7 @@ unsafe extern "C" fn toa_table_seq_show(seq: *mut SeqFile, v: *mut c_void) -> c_
             Some(vip) => ffi::seq_printf(seq, c"%pISpc".as_ptr(), Sockaddr::of(&vip).as_ptr()),
             None => ffi::toa_seq_puts(seq, c"-".as_ptr()),
         }
-        ffi::seq_printf(seq, c" %s\n".as_ptr(), origin_name(e.origin).as_ptr());
+        ffi::seq_printf(seq, c" %s\n".as_ptr(), origin_name(e.origin()).as_ptr());
     }
     0
 }

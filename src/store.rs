@@ -8,28 +8,27 @@
 //! table's per-bucket locks. An entry is inserted when the kernel keeps a new child socket
 //! (`syn_recv_sock`) and removed in `inet_sock_destruct`, before the socket's memory can be reused; it is
 //! freed after an RCU grace period. Should a destruct ever be missed (a probe that could not run), the
-//! entry also records the connection's identity ([`SkTag`]: ports and peer address) and a lookup only
-//! answers for a socket with that identity, so a later socket at the same address never gets it.
+//! entry also records the connection's identity ([`SkTag`]: its local and peer ports) and a lookup only
+//! answers for a socket with that identity: a later socket at the same address gets it only if it also has
+//! the same two ports.
 //!
 //! Every entry allocated counts `ip6_address_alloc`, every entry freed `ip6_address_free`.
 
-use crate::ffi::{self, RcuHead, RhashHead, Sock};
+use crate::ffi::{self, KmemCache, RcuHead, RhashHead, Sock};
 use crate::stats::{self, Counter};
-use crate::wire::{Endpoint, Origin, Toa};
+use crate::wire::{Addr, Endpoint, Origin, Toa};
 use core::ffi::c_void;
-use kernel::alloc::flags::GFP_ATOMIC;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicPtr, Ordering};
 use kernel::prelude::*;
 
 /// `-EEXIST`, as returned by `rhashtable_lookup_insert_fast`.
 const EEXIST_RET: i32 = -17;
 
-/// The identity of a connected socket, fixed at its creation: local port, peer port and the last 32 bits
-/// of the peer address (the whole address for IPv4).
+/// The identity of a connected socket, fixed at its creation: its local port (high 16 bits) and its
+/// peer port (low 16 bits), host byte order.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct SkTag {
-    ports: u32,
-    peer: [u8; 4],
-}
+pub(crate) struct SkTag(u32);
 
 impl SkTag {
     /// The tag of `sk`.
@@ -39,21 +38,72 @@ impl SkTag {
     /// `sk` is a live socket (or, under RCU, a TCP socket's memory).
     unsafe fn of(sk: *const Sock) -> SkTag {
         // SAFETY: per the function's contract; plain field reads.
-        unsafe {
-            let ports = (u32::from(ffi::toa_sk_num(sk)) << 16) | u32::from(ffi::toa_sk_dport(sk));
-            let peer = if ffi::toa_sk_family(sk) == ffi::AF_INET {
-                ffi::toa_sk_daddr(sk).to_ne_bytes()
-            } else {
-                let a = &*ffi::toa_sk_v6_daddr(sk);
-                [a[12], a[13], a[14], a[15]]
-            };
-            SkTag { ports, peer }
+        unsafe { SkTag((u32::from(ffi::toa_sk_num(sk)) << 16) | u32::from(ffi::toa_sk_dport(sk))) }
+    }
+}
+
+/// An [`Endpoint`] in 19 bytes: the address (IPv4 in the first 4 bytes), its port (host order) and
+/// whether the address is IPv6.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct PackedEndpoint {
+    addr: [u8; 16],
+    port: u16,
+    v6: bool,
+}
+
+impl PackedEndpoint {
+    fn pack(e: Endpoint) -> Self {
+        let mut addr = [0; 16];
+        let v6 = match e.addr {
+            Addr::V4(a) => {
+                addr[..4].copy_from_slice(&a);
+                false
+            }
+            Addr::V6(a) => {
+                addr = a;
+                true
+            }
+        };
+        PackedEndpoint {
+            addr,
+            port: e.port,
+            v6,
+        }
+    }
+
+    fn unpack(&self) -> Endpoint {
+        let addr = if self.v6 {
+            Addr::V6(self.addr)
+        } else {
+            Addr::V4([self.addr[0], self.addr[1], self.addr[2], self.addr[3]])
+        };
+        Endpoint {
+            addr,
+            port: self.port,
         }
     }
 }
 
-/// What toa keeps per socket: 64 bytes on 64-bit (a `kmalloc-64` object); an entry whose TOA carries a
-/// VIP is allocated as an [`EntryWithVip`] (88 bytes, `kmalloc-96`) and says so in `has_vip`.
+/// [`Origin`] in one byte: the TCP option kind (never 0 or 1, which are EOL and NOP), or these two.
+const ORIGIN_IPV4_OPTION: u8 = 0;
+const ORIGIN_IPV6_DEST_OPTION: u8 = 1;
+
+fn pack_origin(o: Origin) -> u8 {
+    match o {
+        Origin::TcpOption(kind) => kind,
+        Origin::Ipv4Option => ORIGIN_IPV4_OPTION,
+        Origin::Ipv6DestOption => ORIGIN_IPV6_DEST_OPTION,
+    }
+}
+
+/// Entry flags: the client address is IPv6.
+const FLAG_CLIENT_V6: u8 = 1;
+/// Entry flags: the entry is an [`EntryWithVip`].
+const FLAG_HAS_VIP: u8 = 2;
+
+/// What toa keeps per socket: 56 bytes on 64-bit, in the `toa_entry` slab cache (`/proc/slabinfo`); an
+/// entry whose TOA carries a VIP is an [`EntryWithVip`] (80 bytes, cache `toa_entry_vip`).
 ///
 /// Layout contract with `toa_store_params` in `src/toa_shim.c`: the `rhash_head` at offset 0, the key
 /// (the `struct sock *`) right after it.
@@ -63,36 +113,96 @@ pub(crate) struct Entry {
     sk: *const Sock,
     rcu: RcuHead,
     tag: SkTag,
-    /// The real client (CIP, cport).
-    pub(crate) client: Endpoint,
-    /// The format that carried it.
-    pub(crate) origin: Origin,
-    has_vip: bool,
+    /// The real client (CIP, cport): address, IPv4 in the first 4 bytes.
+    client_addr: [u8; 16],
+    /// The real client's port, host order.
+    client_port: u16,
+    /// The format that carried it (see [`pack_origin`]).
+    origin: u8,
+    /// `FLAG_*`.
+    flags: u8,
 }
 
 /// An [`Entry`] followed by the VIP the TOA carried (IP-option TOA of seed 004, ByteDance's 254/16).
 #[repr(C)]
 struct EntryWithVip {
     entry: Entry,
-    vip: Endpoint,
+    vip: PackedEndpoint,
 }
 
 const _: () = assert!(core::mem::offset_of!(Entry, node) == 0);
 const _: () = assert!(core::mem::offset_of!(Entry, sk) == core::mem::size_of::<*mut RhashHead>());
-const _: () = assert!(core::mem::size_of::<Entry>() <= 64);
+const _: () = assert!(core::mem::size_of::<Entry>() <= 56);
 
-/// Owner of the table: initialised by [`Store::new`]; on drop, every remaining entry is freed.
-pub(crate) struct Store(());
+/// A slab cache of its own (shown by name in `/proc/slabinfo`); destroyed when dropped, which waits
+/// for the objects still queued for freeing after a grace period (`kvfree_rcu_barrier`).
+struct SlabCache(NonNull<KmemCache>);
+
+impl SlabCache {
+    /// A cache of `T` objects named `name`.
+    fn new<T>(name: &'static core::ffi::CStr) -> Result<Self> {
+        // SAFETY: `name` is a static C string, as the cache keeps the pointer; size and alignment are
+        // those of `T`, whose size is not 0.
+        let c = unsafe {
+            ffi::toa_kmem_cache_create(
+                name.as_ptr(),
+                core::mem::size_of::<T>() as u32,
+                core::mem::align_of::<T>() as u32,
+            )
+        };
+        NonNull::new(c).map(SlabCache).ok_or(ENOMEM)
+    }
+}
+
+// SAFETY: a slab cache may be used and destroyed from any thread (it has its own locking).
+unsafe impl Send for SlabCache {}
+// SAFETY: as above; `SlabCache` has no `&self` method.
+unsafe impl Sync for SlabCache {}
+
+impl Drop for SlabCache {
+    fn drop(&mut self) {
+        // SAFETY: created by `new`; its owner ([`Store`]) has freed every object or queued it for freeing.
+        unsafe { ffi::kmem_cache_destroy(self.0.as_ptr()) };
+    }
+}
+
+/// The caches of [`Entry`] and [`EntryWithVip`], for the hooks: set by [`Store::new`] before any hook
+/// is registered, cleared by its drop after every hook is gone.
+static ENTRY_CACHE: AtomicPtr<KmemCache> = AtomicPtr::new(core::ptr::null_mut());
+static ENTRY_VIP_CACHE: AtomicPtr<KmemCache> = AtomicPtr::new(core::ptr::null_mut());
+
+fn cache_of(has_vip: bool) -> *mut KmemCache {
+    if has_vip {
+        ENTRY_VIP_CACHE.load(Ordering::Relaxed)
+    } else {
+        ENTRY_CACHE.load(Ordering::Relaxed)
+    }
+}
+
+/// Owner of the table and of its slab caches: initialised by [`Store::new`]; on drop, every remaining
+/// entry is freed, then the caches are destroyed.
+pub(crate) struct Store {
+    // Dropped after `drop` below has emptied the table: caches last.
+    _entries: SlabCache,
+    _entries_vip: SlabCache,
+}
 
 impl Store {
-    /// Initialises the (global) table.
+    /// Initialises the (global) table and the entry caches.
     pub(crate) fn new() -> Result<Self> {
+        let entries = SlabCache::new::<Entry>(c"toa_entry")?;
+        let entries_vip = SlabCache::new::<EntryWithVip>(c"toa_entry_vip")?;
         // SAFETY: initialises the shim's static table once; the module owns it until `drop`.
         let ret = unsafe { ffi::toa_store_init() };
         if ret < 0 {
             return Err(Error::from_errno(ret));
         }
-        Ok(Store(()))
+        ENTRY_CACHE.store(entries.0.as_ptr(), Ordering::Relaxed);
+        ENTRY_VIP_CACHE.store(entries_vip.0.as_ptr(), Ordering::Relaxed);
+        Ok(Store {
+            _entries: entries,
+            _entries_vip: entries_vip,
+        })
     }
 }
 
@@ -102,14 +212,9 @@ impl Store {
 ///
 /// `e` was allocated by [`insert`] and nothing references it any more.
 unsafe fn drop_entry(e: *mut Entry) {
-    // SAFETY: per the function's contract, `e` is a leaked `KBox` of the type `has_vip` tells.
-    unsafe {
-        if (*e).has_vip {
-            drop(KBox::from_raw(e.cast::<EntryWithVip>()));
-        } else {
-            drop(KBox::from_raw(e));
-        }
-    }
+    // SAFETY: per the function's contract, `e` is an object of the cache `flags` tells; the entry types
+    // own nothing, so freeing the memory is all there is to drop.
+    unsafe { ffi::kmem_cache_free(cache_of((*e).flags & FLAG_HAS_VIP != 0), e.cast()) };
 }
 
 /// `rhashtable_free_and_destroy` callback: frees one entry left at unload.
@@ -139,6 +244,10 @@ impl Drop for Store {
                 core::ptr::null_mut(),
             )
         };
+        ENTRY_CACHE.store(core::ptr::null_mut(), Ordering::Relaxed);
+        ENTRY_VIP_CACHE.store(core::ptr::null_mut(), Ordering::Relaxed);
+        // The fields drop next: the caches are destroyed once the entries queued by
+        // `free_after_grace_period` are freed.
     }
 }
 
@@ -148,8 +257,9 @@ impl Drop for Store {
 ///
 /// `e` was allocated by [`insert`] and has just been unlinked from the table by the caller.
 unsafe fn free_after_grace_period(e: *mut Entry) {
-    // SAFETY: `e` is a live `kmalloc` object (a `KBox`) no longer reachable from the table; its `rcu`
-    // field is unused until now. `kvfree_call_rcu` only calls `kfree`, never module code.
+    // SAFETY: `e` is a live slab object no longer reachable from the table; its `rcu` field is unused
+    // until now. `kvfree_call_rcu` only calls `kfree`, never module code, and `kfree` frees objects of
+    // any cache; destroying the cache waits for it (`kvfree_rcu_barrier`).
     let sk = unsafe {
         let sk = (*e).sk;
         ffi::toa_kvfree_rcu(core::ptr::addr_of_mut!((*e).rcu), e.cast());
@@ -167,6 +277,11 @@ unsafe fn free_after_grace_period(e: *mut Entry) {
 ///
 /// `sk` is a live, connected child socket.
 pub(crate) unsafe fn insert(sk: *const Sock, toa: &Toa) -> Result {
+    let client = PackedEndpoint::pack(toa.client);
+    let mut flags = if client.v6 { FLAG_CLIENT_V6 } else { 0 };
+    if toa.vip.is_some() {
+        flags |= FLAG_HAS_VIP;
+    }
     let entry = Entry {
         node: RhashHead {
             next: core::ptr::null_mut(),
@@ -178,16 +293,29 @@ pub(crate) unsafe fn insert(sk: *const Sock, toa: &Toa) -> Result {
         },
         // SAFETY: per the function's contract.
         tag: unsafe { SkTag::of(sk) },
-        client: toa.client,
-        origin: toa.origin,
-        has_vip: toa.vip.is_some(),
+        client_addr: client.addr,
+        client_port: client.port,
+        origin: pack_origin(toa.origin),
+        flags,
     };
-    let allocated = match toa.vip {
-        Some(vip) => KBox::new(EntryWithVip { entry, vip }, GFP_ATOMIC)
-            .map(|b| KBox::into_raw(b).cast::<Entry>()),
-        None => KBox::new(entry, GFP_ATOMIC).map(KBox::into_raw),
-    };
-    let e = allocated.inspect_err(|_| stats::inc(sk, Counter::StoreInsertFailed))?;
+    // SAFETY: the cache was created by `Store::new` for the type written into the object below (an
+    // `EntryWithVip` exactly when `flags` has `FLAG_HAS_VIP`); `GFP_ATOMIC` as this runs in softirq.
+    let raw = unsafe { ffi::toa_kmem_cache_alloc_atomic(cache_of(toa.vip.is_some())) };
+    if raw.is_null() {
+        stats::inc(sk, Counter::StoreInsertFailed);
+        return Err(ENOMEM);
+    }
+    // SAFETY: `raw` is a fresh object of the right size and alignment for the type written.
+    unsafe {
+        match toa.vip {
+            Some(vip) => raw.cast::<EntryWithVip>().write(EntryWithVip {
+                entry,
+                vip: PackedEndpoint::pack(vip),
+            }),
+            None => raw.cast::<Entry>().write(entry),
+        }
+    }
+    let e = raw.cast::<Entry>();
     stats::inc(sk, Counter::Ip6AddressAlloc);
     // SAFETY: `e` is a valid, unlinked entry.
     let mut ret = unsafe { ffi::toa_store_insert(core::ptr::addr_of_mut!((*e).node)) };
@@ -261,12 +389,31 @@ pub(crate) unsafe fn with_entry<R>(sk: *const Sock, f: impl FnOnce(&Entry) -> R)
 }
 
 impl Entry {
+    /// The real client (CIP, cport).
+    pub(crate) fn client(&self) -> Endpoint {
+        PackedEndpoint {
+            addr: self.client_addr,
+            port: self.client_port,
+            v6: self.flags & FLAG_CLIENT_V6 != 0,
+        }
+        .unpack()
+    }
+
+    /// The format that carried the TOA.
+    pub(crate) fn origin(&self) -> Origin {
+        match self.origin {
+            ORIGIN_IPV4_OPTION => Origin::Ipv4Option,
+            ORIGIN_IPV6_DEST_OPTION => Origin::Ipv6DestOption,
+            kind => Origin::TcpOption(kind),
+        }
+    }
+
     /// The VIP (virtual address and port the client connected to), when the TOA carried one.
     pub(crate) fn vip(&self) -> Option<Endpoint> {
-        if self.has_vip {
+        if self.flags & FLAG_HAS_VIP != 0 {
             let e: *const Entry = self;
-            // SAFETY: an entry with `has_vip` was allocated as an `EntryWithVip`, which starts with it.
-            Some(unsafe { (*e.cast::<EntryWithVip>()).vip })
+            // SAFETY: an entry with `FLAG_HAS_VIP` was allocated as an `EntryWithVip`, which starts with it.
+            Some(unsafe { (*e.cast::<EntryWithVip>()).vip.unpack() })
         } else {
             None
         }

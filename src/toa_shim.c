@@ -21,6 +21,7 @@
 #include <linux/rhashtable.h>
 #include <linux/seq_file.h>
 #include <linux/seq_file_net.h>
+#include <linux/slab.h>
 #include <linux/sched.h>
 #include <linux/compat.h>
 #include <net/inet_sock.h>
@@ -168,6 +169,13 @@ int toa_store_remove(struct rhash_head *obj)
 	return rhashtable_remove_fast(&toa_store_table, obj, toa_store_params);
 }
 void toa_kvfree_rcu(struct rcu_head *head, void *ptr) { kvfree_call_rcu(head, ptr); }
+/* kmem_cache_create and kmem_cache_alloc are macros in 6.12. A cache of its own per entry type: exact-size
+ * objects (no kmalloc rounding), shown by name in /proc/slabinfo, never merged with another cache. */
+struct kmem_cache *toa_kmem_cache_create(const char *name, unsigned int size, unsigned int align)
+{
+	return kmem_cache_create(name, size, align, SLAB_NO_MERGE, NULL);
+}
+void *toa_kmem_cache_alloc_atomic(struct kmem_cache *cache) { return kmem_cache_alloc(cache, GFP_ATOMIC); }
 void toa_rcu_read_lock(void) { rcu_read_lock(); }
 void toa_rcu_read_unlock(void) { rcu_read_unlock(); }
 

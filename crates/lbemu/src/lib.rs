@@ -39,6 +39,10 @@ pub struct Lb {
     /// Segments read for another connection than the one being waited on, by LB-side port.
     pending: HashMap<u16, VecDeque<Segment>>,
     next_port: u16,
+    /// How many times the port counter wrapped: part of each connection's initial sequence number, so
+    /// that a port's next connection starts after its earlier one (the server may hold it in
+    /// TIME_WAIT) and the earlier one's late segments never match it.
+    wraps: u32,
 }
 
 impl Lb {
@@ -51,16 +55,22 @@ impl Lb {
             tun,
             pending: HashMap::new(),
             next_port: 20000,
+            wraps: 0,
         })
     }
 
-    /// A fresh LB-side source port for the next connection (never reused within one `Lb`).
+    /// A fresh LB-side source port for the next connection. Ports cycle through 20000..=60000; when one
+    /// comes round again, the segments still queued for its earlier connection (an RST the kernel sent
+    /// when that connection was aborted, say) are dropped, or the new connection would read them as
+    /// its own.
     pub fn port(&mut self) -> u16 {
         self.next_port = if self.next_port >= 60000 {
+            self.wraps = self.wraps.wrapping_add(1);
             20000
         } else {
             self.next_port + 1
         };
+        self.pending.remove(&self.next_port);
         self.next_port
     }
 
@@ -101,6 +111,16 @@ impl Lb {
                 q.push_back(seg);
             }
         }
+    }
+
+    /// Reads and drops every segment the kernel sends until none has come for `quiet` (the RSTs of
+    /// connections aborted in bulk, say), and everything queued so far; returns how many were dropped.
+    pub fn drain(&mut self, quiet: Duration) -> io::Result<usize> {
+        let mut n = self.pending.drain().map(|(_, q)| q.len()).sum();
+        while self.tun.read(quiet)?.is_some() {
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Drops every segment read so far for `port`.
@@ -145,7 +165,9 @@ impl Conn {
     /// A connection from the load balancer to `dport` on the server, not yet started.
     pub fn new(lb: &mut Lb, family: Family, dport: u16, opts: Options) -> Conn {
         let sport = lb.port();
-        let iss = 0x1000_0000u32.wrapping_add(u32::from(sport).wrapping_mul(7919));
+        let iss = 0x1000_0000u32
+            .wrapping_add(u32::from(sport).wrapping_mul(7919))
+            .wrapping_add(lb.wraps.wrapping_mul(0x0100_0000));
         Conn {
             family,
             sport,

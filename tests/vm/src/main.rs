@@ -1483,6 +1483,11 @@ fn main() {
     if args.first().map(String::as_str) == Some("bench") {
         std::process::exit(bench::run(&mut ctx));
     }
+    if args.first().map(String::as_str) == Some("workload") {
+        let what = args.get(1).map_or("", String::as_str);
+        let n = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1000);
+        std::process::exit(bench::workload(&mut ctx, what, n));
+    }
     let (mut passed, mut failed) = (0, 0);
     for (name, test) in TESTS {
         if !args.is_empty() && !args.iter().any(|a| name.contains(a.as_str())) {
