@@ -53,12 +53,13 @@ fi
 # virtme-ng lays fresh overlays over /var, /tmp, /etc...: hand the module over through the clone, and
 # share the clone itself at its own path (it may live under one of those directories).
 top=$(dirname "$here")
-mkdir -p "$top/target/vm"
+# One copy per kernel: two runs at once (make check and make bench) must not load each other's build.
 if [ "$ko" = --no-insmod ]; then
 	vm_ko=--no-insmod
 else
-	cp "$ko" "$top/target/vm/toa.ko"
-	vm_ko=$top/target/vm/toa.ko
+	mkdir -p "$top/target/vm/$(basename "$kdir")"
+	vm_ko=$top/target/vm/$(basename "$kdir")/toa.ko
+	cp "$ko" "$vm_ko"
 fi
 vng_common+=(--rodir "$top" "${extra[@]}")
 # The guest runs this through sh: no argument may need bash's $'...' quoting (a newline, for one).
