@@ -405,19 +405,15 @@ fn max_entries(n: usize) -> usize {
         .max(n + 1000)
 }
 
-/// toa's entry slab cache as `/sys/kernel/slab/toa_entry` describes it (object and slot size).
+/// toa's entry slab cache as `/sys/kernel/slab/toa_entry` describes it (kernels with SLUB sysfs).
 fn slab_line() -> String {
     let attr = |a: &str| {
         std::fs::read_to_string(format!("/sys/kernel/slab/toa_entry/{a}"))
             .map(|v| v.trim().to_string())
-            .unwrap_or_else(|_| "?".into())
+            .ok()
     };
-    format!(
-        "toa_entry objects {} B, {} per slab of {} pages",
-        attr("object_size"),
-        attr("objs_per_slab"),
-        attr("order")
-            .parse::<u32>()
-            .map_or("?".into(), |o| (1u32 << o).to_string())
-    )
+    match (attr("object_size"), attr("objs_per_slab")) {
+        (Some(size), Some(per)) => format!("toa_entry: {size} B objects, {per} per slab"),
+        _ => "no /sys/kernel/slab/toa_entry on this kernel".into(),
+    }
 }
