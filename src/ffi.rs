@@ -48,6 +48,14 @@ opaque! {
     SeqOperations;
     /// `struct rhashtable_iter`.
     RhashtableIter;
+    /// `struct toa_table_iter` of `src/toa_shim.c`: the private state of an open `/proc/net/toa_table`.
+    TableIter;
+    /// `struct proc_ops`.
+    ProcOps;
+    /// `struct inode`.
+    Inode;
+    /// `struct file`.
+    File;
     /// `struct rhashtable`.
     Rhashtable;
     /// `struct kmem_cache`: a slab cache.
@@ -150,6 +158,7 @@ extern "C" {
     pub(crate) fn rhashtable_walk_exit(iter: *mut RhashtableIter);
     pub(crate) fn rhashtable_walk_start_check(iter: *mut RhashtableIter) -> c_int;
     pub(crate) fn rhashtable_walk_next(iter: *mut RhashtableIter) -> *mut c_void;
+    pub(crate) fn rhashtable_walk_peek(iter: *mut RhashtableIter) -> *mut c_void;
     pub(crate) fn rhashtable_walk_stop(iter: *mut RhashtableIter);
 
     // ---- per-CPU counters
@@ -168,24 +177,36 @@ extern "C" {
     pub(crate) fn toa_seq_single_net(seq: *mut SeqFile) -> *mut Net;
     pub(crate) static toa_table_seq_ops: SeqOperations;
     pub(crate) static toa_table_iter_size: c_uint;
+    pub(crate) static toa_table_proc_ops: ProcOps;
     pub(crate) fn register_pernet_subsys(ops: *mut PernetOperations) -> c_int;
     pub(crate) fn unregister_pernet_subsys(ops: *mut PernetOperations);
     pub(crate) fn toa_net_proc_dir(net: *mut Net) -> *mut ProcDirEntry;
-    pub(crate) fn toa_seq_net(seq: *mut SeqFile) -> *mut Net;
-    pub(crate) fn toa_seq_table_iter(seq: *mut SeqFile) -> *mut RhashtableIter;
+    pub(crate) fn toa_pde_data(inode: *const Inode) -> *mut c_void;
+    pub(crate) fn toa_file_seq(file: *const File) -> *mut SeqFile;
+    pub(crate) fn toa_maybe_get_net(net: *mut Net) -> *mut Net;
+    pub(crate) fn toa_put_net(net: *mut Net);
+    pub(crate) fn toa_seq_table_iter(seq: *const SeqFile) -> *mut TableIter;
+    pub(crate) fn toa_table_iter_net(it: *mut TableIter) -> *mut *mut Net;
+    pub(crate) fn toa_table_iter_walker(it: *mut TableIter) -> *mut RhashtableIter;
+    pub(crate) fn toa_table_iter_pos(it: *mut TableIter) -> *mut i64;
+    pub(crate) fn __seq_open_private(
+        file: *mut File,
+        ops: *const SeqOperations,
+        size: c_int,
+    ) -> *mut c_void;
+    pub(crate) fn seq_release_private(inode: *mut Inode, file: *mut File) -> c_int;
+    pub(crate) fn proc_create_data(
+        name: *const c_char,
+        mode: u16,
+        parent: *mut ProcDirEntry,
+        ops: *const ProcOps,
+        data: *mut c_void,
+    ) -> *mut ProcDirEntry;
     pub(crate) fn proc_create_net_single(
         name: *const c_char,
         mode: u16,
         parent: *mut ProcDirEntry,
         show: unsafe extern "C" fn(seq: *mut SeqFile, v: *mut c_void) -> c_int,
-        data: *mut c_void,
-    ) -> *mut ProcDirEntry;
-    pub(crate) fn proc_create_net_data(
-        name: *const c_char,
-        mode: u16,
-        parent: *mut ProcDirEntry,
-        ops: *const SeqOperations,
-        state_size: c_uint,
         data: *mut c_void,
     ) -> *mut ProcDirEntry;
     pub(crate) fn remove_proc_entry(name: *const c_char, parent: *mut ProcDirEntry);

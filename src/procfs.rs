@@ -14,8 +14,10 @@
 //! balancer's address:port (the kernel's peer), the client address:port from the TOA, the VIP:vport when
 //! the TOA carried one (`-` otherwise), and the option that carried it (`tcp200`, `tcp253`, `tcp254`,
 //! `ip4opt31`, `ip6opt31`). Addresses use the kernel's `%pISpc` format (`1.2.3.4:80`,
-//! `[2001:db8::1]:80`). It is streamed with an rhashtable walker: no lock is held across the dump, only
-//! RCU for the length of one `read()`.
+//! `[2001:db8::1]:80`). It is streamed with an rhashtable walker that an open file keeps from one
+//! `read()` to the next, so a whole dump costs one pass over the table (linear in its size). No lock is held
+//! across the dump, only RCU for the length of one `read()`. Entries inserted or removed during a dump may
+//! or may not be listed; a table resize during a dump starts the walk over, listing some entries twice.
 
 use crate::ffi::{self, Net, SeqFile, Sock, AF_INET, SEQ_START_TOKEN};
 use crate::pernet::PernetRegistration;
@@ -117,57 +119,188 @@ fn destruct_missed() -> u64 {
     unsafe { ffi::toa_kretprobe_nmissed(core::ptr::addr_of!(ffi::toa_krp_inet_sock_destruct)) }
 }
 
-/// The next entry of `seq`'s namespace, or null at the end.
-///
-/// # Safety
-///
-/// `seq` is a `toa_table` seq_file whose walker was started by `toa_table_seq_start`.
-unsafe fn next_entry(seq: *mut SeqFile) -> *mut c_void {
-    // SAFETY: per the function's contract; the walker holds `rcu_read_lock`, so entries and (typesafe by
-    // RCU) sockets stay readable.
-    unsafe {
+/// The private state of an open `toa_table` (`struct toa_table_iter` of `src/toa_shim.c`): its namespace,
+/// its rhashtable walker, and the seq_file position of the walker's current entry.
+#[derive(Clone, Copy)]
+struct TableIter(*mut ffi::TableIter);
+
+impl TableIter {
+    /// The state of `seq`.
+    ///
+    /// # Safety
+    ///
+    /// `seq` is a `toa_table` seq_file opened by [`toa_table_open`] and not yet released.
+    unsafe fn of(seq: *mut SeqFile) -> Self {
+        // SAFETY: per the function's contract, `seq->private` is a `struct toa_table_iter`.
+        TableIter(unsafe { ffi::toa_seq_table_iter(seq) })
+    }
+
+    fn walker(self) -> *mut ffi::RhashtableIter {
+        // SAFETY: `self.0` is a live `struct toa_table_iter` (see `of`).
+        unsafe { ffi::toa_table_iter_walker(self.0) }
+    }
+
+    fn net(self) -> *mut Net {
+        // SAFETY: as above; set once by `toa_table_open`.
+        unsafe { *ffi::toa_table_iter_net(self.0) }
+    }
+
+    /// Where the walker is: the seq_file position of the entry it returned last, 0 if it has not moved
+    /// since it was entered.
+    fn pos(self) -> i64 {
+        // SAFETY: as above; seq_file serialises the calls on one file.
+        unsafe { *ffi::toa_table_iter_pos(self.0) }
+    }
+
+    fn set_pos(self, pos: i64) {
+        // SAFETY: as above.
+        unsafe { *ffi::toa_table_iter_pos(self.0) = pos };
+    }
+
+    /// Puts the walker back before the first entry. Only between `stop` and `start`.
+    fn rewind(self) {
+        // SAFETY: the walker was entered by `toa_table_open` and is not started (no RCU section).
+        unsafe {
+            ffi::rhashtable_walk_exit(self.walker());
+            ffi::rhashtable_walk_enter(core::ptr::addr_of_mut!(ffi::toa_store_table), self.walker());
+        }
+        self.set_pos(0);
+    }
+
+    /// Whether `obj` (an object of the walk) is an entry of this file's namespace.
+    ///
+    /// # Safety
+    ///
+    /// `obj` was returned by the walker in the current RCU section.
+    unsafe fn is_ours(self, obj: *mut c_void) -> bool {
+        // SAFETY: per the function's contract the entry, and (typesafe by RCU) its socket, are readable.
+        unsafe { ffi::toa_sk_net((*obj.cast::<Entry>()).sk()) == self.net() }
+    }
+
+    /// The walker's next entry of this namespace, or null at the end. Only between `start` and `stop`.
+    fn next_entry(self) -> *mut c_void {
         if destruct_missed() > 0 {
             return core::ptr::null_mut();
         }
-        let net = ffi::toa_seq_net(seq);
-        let it = ffi::toa_seq_table_iter(seq);
         loop {
-            let obj = ffi::rhashtable_walk_next(it);
+            // SAFETY: the walker is started (RCU held), see `toa_table_seq_start`.
+            let obj = unsafe { ffi::rhashtable_walk_next(self.walker()) };
             if obj == EAGAIN_PTR {
                 continue;
             }
             if obj.is_null() || is_err(obj) {
                 return core::ptr::null_mut();
             }
-            if ffi::toa_sk_net((*obj.cast::<Entry>()).sk()) == net {
+            // SAFETY: `obj` was just returned by the started walker.
+            if unsafe { self.is_ours(obj) } {
                 return obj;
             }
         }
     }
+
+    /// The entry the walker stands on (the one the previous `read()` stopped at, when it is still in the
+    /// table; else the one after it), or null at the end. Only between `start` and `stop`.
+    fn current_entry(self) -> *mut c_void {
+        if destruct_missed() > 0 {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: the walker is started (RCU held).
+        let obj = unsafe { ffi::rhashtable_walk_peek(self.walker()) };
+        if obj.is_null() || (is_err(obj) && obj != EAGAIN_PTR) {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: `obj`, when not an error, was just returned by the started walker.
+        if obj != EAGAIN_PTR && unsafe { self.is_ours(obj) } {
+            return obj;
+        }
+        self.next_entry()
+    }
 }
 
-/// `seq_operations::start` of `/proc/net/toa_table`: enters the walker, skips to `*pos`.
+/// `proc_ops::proc_open` of `/proc/net/toa_table`: the seq_file, a reference on the namespace (the file's
+/// proc data) and the walker, entered here and exited in [`toa_table_release`].
 ///
 /// # Safety
 ///
-/// Only called by seq_file, for a `toa_table` file created by [`toa_net_init`].
+/// Only called by procfs, for a `toa_table` file created by [`toa_net_init`].
+#[no_mangle]
+unsafe extern "C" fn toa_table_open(inode: *mut ffi::Inode, file: *mut ffi::File) -> c_int {
+    // SAFETY: the file's proc data is its namespace (`toa_net_init`), alive while the entry exists;
+    // `__seq_open_private` allocates a zeroed `struct toa_table_iter` of `toa_table_iter_size` bytes.
+    unsafe {
+        let net = ffi::toa_maybe_get_net(ffi::toa_pde_data(inode).cast());
+        if net.is_null() {
+            return ENXIO.to_errno();
+        }
+        let it = ffi::__seq_open_private(
+            file,
+            core::ptr::addr_of!(ffi::toa_table_seq_ops),
+            ffi::toa_table_iter_size as c_int,
+        )
+        .cast::<ffi::TableIter>();
+        if it.is_null() {
+            ffi::toa_put_net(net);
+            return ENOMEM.to_errno();
+        }
+        *ffi::toa_table_iter_net(it) = net;
+        ffi::rhashtable_walk_enter(
+            core::ptr::addr_of_mut!(ffi::toa_store_table),
+            ffi::toa_table_iter_walker(it),
+        );
+    }
+    0
+}
+
+/// `proc_ops::proc_release` of `/proc/net/toa_table`: exits the walker, drops the namespace and frees the
+/// seq_file. Also called by `remove_proc_entry` for files still open when the namespace or the module
+/// goes away.
+///
+/// # Safety
+///
+/// Only called by procfs, once, for a file [`toa_table_open`] opened.
+#[no_mangle]
+unsafe extern "C" fn toa_table_release(inode: *mut ffi::Inode, file: *mut ffi::File) -> c_int {
+    // SAFETY: the file was opened by `toa_table_open`; no read is in progress (procfs waits for them).
+    unsafe {
+        let it = TableIter::of(ffi::toa_file_seq(file));
+        ffi::rhashtable_walk_exit(it.walker());
+        ffi::toa_put_net(it.net());
+        ffi::seq_release_private(inode, file)
+    }
+}
+
+/// `seq_operations::start` of `/proc/net/toa_table`: starts the walker (takes `rcu_read_lock`) where the
+/// previous `read()` left it. A read that continues the previous one costs nothing more; only a jump
+/// (`lseek`, or reading again from 0) walks from the beginning.
+///
+/// # Safety
+///
+/// Only called by seq_file, for a `toa_table` file opened by [`toa_table_open`].
 #[no_mangle]
 unsafe extern "C" fn toa_table_seq_start(seq: *mut SeqFile, pos: *mut i64) -> *mut c_void {
-    // SAFETY: seq_file calls start/next/show/stop in sequence on one file; the walker lives in the
-    // file's private state (`struct toa_table_iter`) and is exited in `stop`, which always follows.
-    unsafe {
-        let it = ffi::toa_seq_table_iter(seq);
-        ffi::rhashtable_walk_enter(core::ptr::addr_of_mut!(ffi::toa_store_table), it);
-        // -EAGAIN only means a resize happened since the last walk: it restarts from the beginning.
-        let _ = ffi::rhashtable_walk_start_check(it);
-        let mut obj = SEQ_START_TOKEN;
-        let mut skip = *pos;
-        while skip > 0 && !obj.is_null() {
-            obj = next_entry(seq);
-            skip -= 1;
-        }
-        obj
+    // SAFETY: seq_file calls start/next/show/stop in sequence on one file and passes its position.
+    let (it, pos) = unsafe { (TableIter::of(seq), *pos) };
+    if pos != it.pos() && it.pos() != 0 {
+        it.rewind();
     }
+    // SAFETY: the walker was entered (at open or by `rewind`); `stop`, which always follows, stops it.
+    // -EAGAIN only says the table was resized since the last read: the walker starts over by itself.
+    let _ = unsafe { ffi::rhashtable_walk_start_check(it.walker()) };
+    if pos == 0 {
+        return SEQ_START_TOKEN;
+    }
+    if pos == it.pos() {
+        return it.current_entry();
+    }
+    let mut obj = core::ptr::null_mut();
+    for _ in 0..pos {
+        obj = it.next_entry();
+        if obj.is_null() {
+            break;
+        }
+    }
+    it.set_pos(pos);
+    obj
 }
 
 /// `seq_operations::next` of `/proc/net/toa_table`.
@@ -184,23 +317,23 @@ unsafe extern "C" fn toa_table_seq_next(
     // SAFETY: between `start` and `stop`: see `toa_table_seq_start`.
     unsafe {
         *pos += 1;
-        next_entry(seq)
+        let it = TableIter::of(seq);
+        let obj = it.next_entry();
+        it.set_pos(*pos);
+        obj
     }
 }
 
-/// `seq_operations::stop` of `/proc/net/toa_table`: leaves the walker (and its RCU section).
+/// `seq_operations::stop` of `/proc/net/toa_table`: stops the walker (leaves its RCU section); it stays
+/// entered, at its place, for the next `read()`.
 ///
 /// # Safety
 ///
 /// Only called by seq_file, after `start`.
 #[no_mangle]
 unsafe extern "C" fn toa_table_seq_stop(seq: *mut SeqFile, _v: *mut c_void) {
-    // SAFETY: the walker was entered and started by `toa_table_seq_start`.
-    unsafe {
-        let it = ffi::toa_seq_table_iter(seq);
-        ffi::rhashtable_walk_stop(it);
-        ffi::rhashtable_walk_exit(it);
-    }
+    // SAFETY: the walker was started by `toa_table_seq_start`.
+    unsafe { ffi::rhashtable_walk_stop(TableIter::of(seq).walker()) };
 }
 
 /// The local and remote (load balancer) socket addresses of `sk`, in its own family.
@@ -307,13 +440,12 @@ unsafe extern "C" fn toa_net_init(net: *mut Net) -> c_int {
         {
             return ENOMEM.to_errno();
         }
-        let table = ffi::proc_create_net_data(
+        let table = ffi::proc_create_data(
             TABLE_NAME.as_ptr(),
             0o444,
             dir,
-            core::ptr::addr_of!(ffi::toa_table_seq_ops),
-            ffi::toa_table_iter_size,
-            core::ptr::null_mut(),
+            core::ptr::addr_of!(ffi::toa_table_proc_ops),
+            net.cast(),
         );
         if table.is_null() {
             ffi::remove_proc_entry(STATS_NAME.as_ptr(), dir);

@@ -225,21 +225,37 @@ const struct seq_operations toa_table_seq_ops = {
 	.show = toa_table_seq_show,
 };
 
-/* seq_file private state of /proc/net/toa_table. */
+/*
+ * /proc/net/toa_table is a seq_file with a private state of its own (src/procfs.rs): its namespace, and an
+ * rhashtable walker that stays entered from open to release, so that each read() goes on where the
+ * previous one stopped (the walker is relinked to the table between reads and survives resizes).
+ * proc_create_net_data's own open/release cannot exit a walker, hence these proc_ops; the namespace is the
+ * file's proc data, referenced while the file is open, as seq_open_net does.
+ */
 struct toa_table_iter {
-	struct seq_net_private p;
+	struct net *net;
 	struct rhashtable_iter hti;
+	loff_t pos;	/* seq_file position of the walker's current entry; 0: not moved since entered */
 };
 const unsigned int toa_table_iter_size = sizeof(struct toa_table_iter);
+const struct proc_ops toa_table_proc_ops = {
+	.proc_open = toa_table_open,
+	.proc_read_iter = seq_read_iter,
+	.proc_lseek = seq_lseek,
+	.proc_release = toa_table_release,
+};
 
 void toa_seq_puts(struct seq_file *seq, const char *s) { seq_puts(seq, s); }
 struct proc_dir_entry *toa_net_proc_dir(struct net *net) { return net->proc_net; }
-struct net *toa_seq_net(struct seq_file *seq) { return seq_file_net(seq); }
 struct net *toa_seq_single_net(struct seq_file *seq) { return seq_file_single_net(seq); }
-struct rhashtable_iter *toa_seq_table_iter(struct seq_file *seq)
-{
-	return &((struct toa_table_iter *)seq->private)->hti;
-}
+void *toa_pde_data(const struct inode *inode) { return pde_data(inode); }
+struct seq_file *toa_file_seq(const struct file *file) { return file->private_data; }
+struct net *toa_maybe_get_net(struct net *net) { return maybe_get_net(net); }
+void toa_put_net(struct net *net) { put_net(net); }
+struct toa_table_iter *toa_seq_table_iter(const struct seq_file *seq) { return seq->private; }
+struct net **toa_table_iter_net(struct toa_table_iter *it) { return &it->net; }
+struct rhashtable_iter *toa_table_iter_walker(struct toa_table_iter *it) { return &it->hti; }
+loff_t *toa_table_iter_pos(struct toa_table_iter *it) { return &it->pos; }
 
 /* ---- Socket and skb field reads ---- */
 

@@ -8,6 +8,7 @@
 
 #include <linux/kprobes.h>
 #include <linux/netfilter.h>
+#include <linux/proc_fs.h>
 #include <linux/rhashtable.h>
 #include <linux/seq_file.h>
 #include <net/net_namespace.h>
@@ -32,6 +33,8 @@ void *toa_table_seq_start(struct seq_file *seq, loff_t *pos);
 void *toa_table_seq_next(struct seq_file *seq, void *v, loff_t *pos);
 void toa_table_seq_stop(struct seq_file *seq, void *v);
 int toa_table_seq_show(struct seq_file *seq, void *v);
+int toa_table_open(struct inode *inode, struct file *file);
+int toa_table_release(struct inode *inode, struct file *file);
 
 /* Objects and parameters. */
 extern bool toa_param_debug;
@@ -54,6 +57,8 @@ extern unsigned int toa_net_id;
 extern char *toa_param_trusted_sources;
 extern const struct seq_operations toa_table_seq_ops;
 extern const unsigned int toa_table_iter_size;
+extern const struct proc_ops toa_table_proc_ops;
+struct toa_table_iter;
 
 /* Wrappers and field reads. */
 void *toa_kri_data(struct kretprobe_instance *ri);
@@ -83,11 +88,17 @@ int toa_next_possible_cpu(int prev);
 unsigned int toa_nr_cpu_ids(void);
 void toa_seq_puts(struct seq_file *seq, const char *s);
 struct proc_dir_entry *toa_net_proc_dir(struct net *net);
-struct net *toa_seq_net(struct seq_file *seq);
 struct net *toa_seq_single_net(struct seq_file *seq);
+void *toa_pde_data(const struct inode *inode);
+struct seq_file *toa_file_seq(const struct file *file);
+struct net *toa_maybe_get_net(struct net *net);
+void toa_put_net(struct net *net);
+struct toa_table_iter *toa_seq_table_iter(const struct seq_file *seq);
+struct net **toa_table_iter_net(struct toa_table_iter *it);
+struct rhashtable_iter *toa_table_iter_walker(struct toa_table_iter *it);
+loff_t *toa_table_iter_pos(struct toa_table_iter *it);
 u64 __percpu **toa_net_stats_slot(const struct net *net);
 u64 __percpu **toa_net_stats_retired_slot(const struct net *net);
-struct rhashtable_iter *toa_seq_table_iter(struct seq_file *seq);
 struct sock *toa_socket_sk(const struct socket *sock);
 unsigned short toa_sk_family(const struct sock *sk);
 unsigned char toa_sk_state(const struct sock *sk);

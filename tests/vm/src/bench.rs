@@ -74,13 +74,13 @@ fn kernel_kib() -> u64 {
 /// The server side. The LB emulator has one address and 40 000 source ports: each time its port
 /// counter wraps, connections go to a new listener, so no 4-tuple is ever used twice in a run (a
 /// reused one would meet a live socket, or the LB emulator's stale segments).
-struct Server {
+pub(crate) struct Server {
     listeners: Vec<(Sock, u16)>,
     last_sport: u16,
 }
 
 impl Server {
-    fn new() -> Server {
+    pub(crate) fn new() -> Server {
         Server {
             listeners: Vec::new(),
             last_sport: u16::MAX,
@@ -89,7 +89,7 @@ impl Server {
 
     /// Opens `n` connections (IPv4 on the wire; a TCP option 200 with a client port per connection
     /// when `with_toa`) and accepts them: returns the accepted sockets and the connections per second.
-    fn open(
+    pub(crate) fn open(
         &mut self,
         ctx: &mut Ctx,
         n: usize,
@@ -129,7 +129,7 @@ impl Server {
     /// Closes `socks` with RST (SO_LINGER 0, so none lingers in FIN_WAIT), drops the RSTs the LB
     /// emulator receives for them, and waits until toa (if loaded) has freed every entry: the next
     /// measure starts from a quiet system. `socks` must be every TOA socket still open.
-    fn close(&mut self, ctx: &mut Ctx, socks: Vec<Sock>) -> TestResult {
+    pub(crate) fn close(&mut self, ctx: &mut Ctx, socks: Vec<Sock>) -> TestResult {
         socks.into_iter().for_each(Sock::abort);
         io(ctx.lb.drain(Duration::from_millis(300)), "drain")?;
         if env::loaded() {

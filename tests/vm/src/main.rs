@@ -848,6 +848,127 @@ fn toa_table_entries(ctx: &mut Ctx) -> TestResult {
     Ok(())
 }
 
+/// The client ports of `/proc/net/toa_table` data lines (the `client` column, `CIP4:port`).
+fn table_client_ports(text: &str) -> Result<Vec<u16>, String> {
+    let mut lines = text.lines();
+    check!(
+        lines.next() == Some("sk local lb client vip origin"),
+        "toa_table header: {text:.200}"
+    );
+    lines
+        .map(|l| {
+            l.split(' ')
+                .nth(3)
+                .and_then(|c| c.strip_prefix(&format!("{CIP4}:")))
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(|| format!("toa_table line {l:?}"))
+        })
+        .collect()
+}
+
+/// `/proc/net/toa_table` read in many small `read()`s, each going on where the last one stopped: every
+/// entry exactly once; seeking back gives the same bytes; entries closed between reads are no harm; a
+/// file left open across rmmod is closed by the unload.
+fn toa_table_dump_in_small_reads(ctx: &mut Ctx) -> TestResult {
+    use std::io::{Read, Seek, SeekFrom};
+    const N: usize = 600;
+    let mut server = bench::Server::new();
+    let (mut socks, _) = server.open(ctx, N, true)?;
+    let read_all = |chunk: usize| -> Result<String, String> {
+        let mut f = io(std::fs::File::open("/proc/net/toa_table"), "open toa_table")?;
+        let (mut out, mut buf) = (Vec::new(), vec![0u8; chunk]);
+        loop {
+            match io(f.read(&mut buf), "read toa_table")? {
+                0 => break,
+                n => out.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8(out).map_err(|e| e.to_string())
+    };
+    // 1. Small reads (many seq_file refills: about 250 lines), then one large read: the same entries.
+    let small = read_all(97)?;
+    let mut ports = table_client_ports(&small)?;
+    ports.sort_unstable();
+    let want: Vec<u16> = (1..=N as u16).collect();
+    check!(
+        ports == want,
+        "{} lines in 97-byte reads, not each of the {N} entries once",
+        ports.len()
+    );
+    let large = read_all(1 << 20)?;
+    check!(
+        small.len() == large.len(),
+        "small reads gave {} bytes, one large read {}",
+        small.len(),
+        large.len()
+    );
+    // 2. Seeking back: to 0 (the walker starts over), then into the middle.
+    let mut f = io(std::fs::File::open("/proc/net/toa_table"), "open toa_table")?;
+    let mut head = vec![0u8; 5000];
+    io(f.read_exact(&mut head), "read")?;
+    io(f.seek(SeekFrom::Start(0)), "seek 0")?;
+    let mut again = String::new();
+    io(f.read_to_string(&mut again), "read after seek 0")?;
+    check!(again == large, "content after seeking to 0 differs");
+    io(f.seek(SeekFrom::Start(3000)), "seek 3000")?;
+    let mut tail = String::new();
+    io(f.read_to_string(&mut tail), "read after seek 3000")?;
+    check!(
+        tail.as_bytes() == &large.as_bytes()[3000..],
+        "content after seeking to 3000 differs"
+    );
+    // 3. Entries removed between reads (the walker's current entry among them): nothing that was never
+    // there, and every survivor listed. (Not "each once": a shrink of the table restarts the walk.)
+    let mut f = io(std::fs::File::open("/proc/net/toa_table"), "open toa_table")?;
+    let (mut text, mut buf) = (Vec::new(), [0u8; 97]);
+    let mut round = 0;
+    loop {
+        let n = io(f.read(&mut buf), "read toa_table")?;
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&buf[..n]);
+        round += 1;
+        if round % 10 == 0 && socks.len() > 300 {
+            // Closed with RST, so their entries go at once, while the walker stands among them.
+            for _ in 0..5 {
+                let i = round % socks.len();
+                socks.swap_remove(i).abort();
+            }
+        }
+    }
+    let seen = table_client_ports(&String::from_utf8(text).map_err(|e| e.to_string())?)?;
+    check!(
+        seen.iter().all(|p| (1..=N as u16).contains(p)),
+        "a client port that was never connected"
+    );
+    let now = table_client_ports(&read_all(4096)?)?;
+    check!(
+        now.len() == socks.len(),
+        "after closing {} sockets: {} lines for {} open sockets",
+        N - socks.len(),
+        now.len(),
+        socks.len()
+    );
+    check!(
+        now.iter().all(|p| seen.contains(p)),
+        "an entry alive through the whole dump was not listed"
+    );
+    // 4. A file open (its walker entered) across rmmod: the unload closes it, reads then fail.
+    let mut f = io(std::fs::File::open("/proc/net/toa_table"), "open toa_table")?;
+    io(f.read(&mut buf), "read toa_table")?;
+    let r = env::unload();
+    let after = f.read(&mut buf);
+    drop(f);
+    r?;
+    env::load(&[])?;
+    check!(
+        !matches!(after, Ok(n) if n > 0),
+        "read after rmmod returned data: {after:?}"
+    );
+    server.close(ctx, socks)
+}
+
 /// rmmod with live TOA sockets: no report, no leak, and the kernel's own getname answers afterwards.
 fn rmmod_with_live_sockets(ctx: &mut Ctx) -> TestResult {
     let s4 = serve(ctx, Af::Inet, Family::V4, ack_opts(toa4(200, CIP4, CPORT)))?;
@@ -1444,6 +1565,10 @@ const TESTS: &[Test] = &[
         listener_closed_with_queued_children,
     ),
     ("toa_table_entries", toa_table_entries),
+    (
+        "toa_table_dump_in_small_reads",
+        toa_table_dump_in_small_reads,
+    ),
     ("example_c_server", example_c_server),
     ("ip_option_matrix", ip_option_matrix),
     ("ip_option_parameters", ip_option_parameters),
