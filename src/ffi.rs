@@ -68,13 +68,6 @@ pub(crate) struct RhashHead {
     pub(crate) next: *mut RhashHead,
 }
 
-/// `struct rcu_head` (`struct callback_head`: two pointers, `include/linux/types.h`).
-#[repr(C)]
-pub(crate) struct RcuHead {
-    pub(crate) next: *mut RcuHead,
-    pub(crate) func: *const c_void,
-}
-
 /// `SEQ_START_TOKEN` of `include/linux/seq_file.h`.
 pub(crate) const SEQ_START_TOKEN: *mut c_void = 1 as *mut c_void;
 /// `AF_INET` (`include/linux/socket.h`).
@@ -137,11 +130,11 @@ extern "C" {
     pub(crate) fn toa_store_insert(obj: *mut RhashHead) -> c_int;
     pub(crate) fn toa_store_replace(old: *mut RhashHead, new: *mut RhashHead) -> c_int;
     pub(crate) fn toa_store_remove(obj: *mut RhashHead) -> c_int;
-    pub(crate) fn toa_kvfree_rcu(head: *mut RcuHead, ptr: *mut c_void);
     pub(crate) fn toa_kmem_cache_create(
         name: *const c_char,
         size: c_uint,
         align: c_uint,
+        freeptr_offset: c_uint,
     ) -> *mut KmemCache;
     pub(crate) fn toa_kmem_cache_alloc_atomic(cache: *mut KmemCache) -> *mut c_void;
     pub(crate) fn kmem_cache_free(cache: *mut KmemCache, obj: *mut c_void);

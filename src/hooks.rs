@@ -440,9 +440,8 @@ unsafe extern "C" fn toa_getname_ret(ri: *mut KretprobeInstance, regs: *mut PtRe
     // SAFETY: `sock` is the socket the caller holds a reference to for the whole call.
     let sk = unsafe { ffi::toa_socket_sk(sock) };
     // SAFETY: as above.
-    let found =
-        unsafe { store::with_entry(sk, |e| if peer != 0 { Some(e.client()) } else { e.vip() }) };
-    let Some(ep) = found.flatten() else {
+    let found = unsafe { store::lookup(sk) };
+    let Some(ep) = found.and_then(|t| if peer != 0 { Some(t.client) } else { t.vip }) else {
         return 0;
     };
     // SAFETY: as above; the family of a socket never changes; `uaddr` and `regs` are the call's.

@@ -103,6 +103,9 @@ unsafe extern "C" fn toa_stats_show(seq: *mut SeqFile, _v: *mut c_void) -> c_int
     0
 }
 
+/// What `show` returns to have seq_file skip a record.
+const SEQ_SKIP: c_int = 1;
+
 /// `IS_ERR()` for the pointers `rhashtable_walk_next` returns.
 fn is_err(p: *mut c_void) -> bool {
     (p as usize) >= (-4095isize) as usize
@@ -162,7 +165,10 @@ impl TableIter {
         // SAFETY: the walker was entered by `toa_table_open` and is not started (no RCU section).
         unsafe {
             ffi::rhashtable_walk_exit(self.walker());
-            ffi::rhashtable_walk_enter(core::ptr::addr_of_mut!(ffi::toa_store_table), self.walker());
+            ffi::rhashtable_walk_enter(
+                core::ptr::addr_of_mut!(ffi::toa_store_table),
+                self.walker(),
+            );
         }
         self.set_pos(0);
     }
@@ -173,8 +179,12 @@ impl TableIter {
     ///
     /// `obj` was returned by the walker in the current RCU section.
     unsafe fn is_ours(self, obj: *mut c_void) -> bool {
-        // SAFETY: per the function's contract the entry, and (typesafe by RCU) its socket, are readable.
-        unsafe { ffi::toa_sk_net((*obj.cast::<Entry>()).sk()) == self.net() }
+        // SAFETY: per the function's contract the entry, and (typesafe by RCU) its socket, are readable;
+        // a free entry has no socket.
+        unsafe {
+            let sk = Entry::sk_of(obj.cast());
+            !sk.is_null() && ffi::toa_sk_net(sk) == self.net()
+        }
     }
 
     /// The walker's next entry of this namespace, or null at the end. Only between `start` and `stop`.
@@ -398,22 +408,25 @@ unsafe extern "C" fn toa_table_seq_show(seq: *mut SeqFile, v: *mut c_void) -> c_
             }
             return 0;
         }
-        let e = &*v.cast::<Entry>();
-        let (local, lb) = sk_endpoints(e.sk());
-        let client = Sockaddr::of(&e.client());
+        // An entry freed or reused since the walker passed it is skipped.
+        let Some(e) = Entry::snapshot(v.cast()) else {
+            return SEQ_SKIP;
+        };
+        let (local, lb) = sk_endpoints(e.sk);
+        let client = Sockaddr::of(&e.toa.client);
         ffi::seq_printf(
             seq,
             c"%p %pISpc %pISpc %pISpc ".as_ptr(),
-            e.sk(),
+            e.sk,
             local.as_ptr(),
             lb.as_ptr(),
             client.as_ptr(),
         );
-        match e.vip() {
+        match e.toa.vip {
             Some(vip) => ffi::seq_printf(seq, c"%pISpc".as_ptr(), Sockaddr::of(&vip).as_ptr()),
             None => ffi::toa_seq_puts(seq, c"-".as_ptr()),
         }
-        ffi::seq_printf(seq, c" %s\n".as_ptr(), origin_name(e.origin()).as_ptr());
+        ffi::seq_printf(seq, c" %s\n".as_ptr(), origin_name(e.toa.origin).as_ptr());
     }
     0
 }

@@ -6,20 +6,30 @@
 //! An rhashtable (the kernel's resizable RCU hash table, so lookups stay flat at any size) keyed by the
 //! `struct sock` address. Lookups take no lock, only `rcu_read_lock`; inserts and removals use the
 //! table's per-bucket locks. An entry is inserted when the kernel keeps a new child socket
-//! (`syn_recv_sock`) and removed in `inet_sock_destruct`, before the socket's memory can be reused; it is
-//! freed after an RCU grace period. Should a destruct ever be missed (a probe that could not run), the
-//! entry also records the connection's identity ([`SkTag`]: its local and peer ports) and a lookup only
-//! answers for a socket with that identity: a later socket at the same address gets it only if it also has
-//! the same two ports.
+//! (`syn_recv_sock`) and removed in `inet_sock_destruct`, before the socket's memory can be reused.
+//!
+//! Entries live in `SLAB_TYPESAFE_BY_RCU` slab caches, the scheme of TCP's own socket lookups: a removed
+//! entry is freed at once and its memory may be reused for another entry while an RCU reader still looks
+//! at it, but it stays an entry (never other memory) until the reader's section ends. So there is no
+//! `rcu_head` in an entry (40 bytes, not 56), and readers never trust what they read without checking it:
+//! an entry's socket pointer is null while the object is free and is published last when it is reused
+//! (after its data, with a write barrier); a reader reads the pointer, copies the data, and reads the
+//! pointer again ([`Entry::snapshot`]), as a seqcount reader does. The rhashtable lookup itself copes with
+//! an entry moving to another chain under it (each chain ends in its own nulls marker and the lookup
+//! restarts).
+//!
+//! Should a destruct ever be missed (a probe that could not run), the entry also records the connection's
+//! identity ([`SkTag`]: its local and peer ports) and a lookup only answers for a socket with that
+//! identity: a later socket at the same address gets it only if it also has the same two ports.
 //!
 //! Every entry allocated counts `ip6_address_alloc`, every entry freed `ip6_address_free`.
 
-use crate::ffi::{self, KmemCache, RcuHead, RhashHead, Sock};
+use crate::ffi::{self, KmemCache, RhashHead, Sock};
 use crate::stats::{self, Counter};
 use crate::wire::{Addr, Endpoint, Origin, Toa};
 use core::ffi::c_void;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{fence, AtomicPtr, Ordering};
 use kernel::prelude::*;
 
 /// `-EEXIST`, as returned by `rhashtable_lookup_insert_fast`.
@@ -28,6 +38,7 @@ const EEXIST_RET: i32 = -17;
 /// The identity of a connected socket, fixed at its creation: its local port (high 16 bits) and its
 /// peer port (low 16 bits), host byte order.
 #[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(transparent)]
 pub(crate) struct SkTag(u32);
 
 impl SkTag {
@@ -102,25 +113,35 @@ const FLAG_CLIENT_V6: u8 = 1;
 /// Entry flags: the entry is an [`EntryWithVip`].
 const FLAG_HAS_VIP: u8 = 2;
 
-/// What toa keeps per socket: 56 bytes on 64-bit, in the `toa_entry` slab cache (`/proc/slabinfo`); an
-/// entry whose TOA carries a VIP is an [`EntryWithVip`] (80 bytes, cache `toa_entry_vip`).
+/// What toa keeps per socket: 40 bytes on 64-bit, in the `toa_entry` slab cache (`/proc/slabinfo`); an
+/// entry whose TOA carries a VIP is an [`EntryWithVip`] (64 bytes, cache `toa_entry_vip`).
 ///
 /// Layout contract with `toa_store_params` in `src/toa_shim.c`: the `rhash_head` at offset 0, the key
-/// (the `struct sock *`) right after it.
+/// (the `struct sock *`) right after it. While the object is free, the slab allocator keeps its free
+/// pointer in the first 8 bytes of `data.client_addr` ([`FREEPTR_OFFSET`]): `node` (which RCU readers may
+/// still follow), `sk` (null while free) and `data.flags` (which cache the object is of) stay intact.
 #[repr(C)]
 pub(crate) struct Entry {
+    /// Written by the rhashtable only: readers may be following it even while the object is free.
     node: RhashHead,
-    sk: *const Sock,
-    rcu: RcuHead,
+    /// The socket (the table's key), null while the object is free: readers check it around their copy.
+    sk: AtomicPtr<Sock>,
+    data: EntryData,
+}
+
+/// The data of an [`Entry`], copied out by readers (see [`Entry::snapshot`]).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct EntryData {
     tag: SkTag,
-    /// The real client (CIP, cport): address, IPv4 in the first 4 bytes.
-    client_addr: [u8; 16],
     /// The real client's port, host order.
     client_port: u16,
     /// The format that carried it (see [`pack_origin`]).
     origin: u8,
-    /// `FLAG_*`.
+    /// `FLAG_*`; set when the object is first used and always the same for a given cache.
     flags: u8,
+    /// The real client (CIP, cport): address, IPv4 in the first 4 bytes.
+    client_addr: [u8; 16],
 }
 
 /// An [`Entry`] followed by the VIP the TOA carried (IP-option TOA of seed 004, ByteDance's 254/16).
@@ -130,24 +151,33 @@ struct EntryWithVip {
     vip: PackedEndpoint,
 }
 
+/// Where the slab allocator keeps its free pointer in a free entry (`kmem_cache_args::freeptr_offset`).
+const FREEPTR_OFFSET: usize =
+    core::mem::offset_of!(Entry, data) + core::mem::offset_of!(EntryData, client_addr);
+
 const _: () = assert!(core::mem::offset_of!(Entry, node) == 0);
 const _: () = assert!(core::mem::offset_of!(Entry, sk) == core::mem::size_of::<*mut RhashHead>());
-const _: () = assert!(core::mem::size_of::<Entry>() <= 56);
+const _: () = assert!(core::mem::size_of::<Entry>() == 40);
+const _: () = assert!(core::mem::size_of::<EntryWithVip>() <= 64);
+const _: () = assert!(FREEPTR_OFFSET % core::mem::align_of::<*mut c_void>() == 0);
+const _: () = assert!(FREEPTR_OFFSET + 8 <= core::mem::size_of::<Entry>());
 
-/// A slab cache of its own (shown by name in `/proc/slabinfo`); destroyed when dropped, which waits
-/// for the objects still queued for freeing after a grace period (`kvfree_rcu_barrier`).
+/// A `SLAB_TYPESAFE_BY_RCU` slab cache of its own (shown by name in `/proc/slabinfo`); destroyed when
+/// dropped, after a grace period (`kmem_cache_destroy` waits for RCU readers of typesafe caches).
 struct SlabCache(NonNull<KmemCache>);
 
 impl SlabCache {
-    /// A cache of `T` objects named `name`.
+    /// A cache of `T` objects named `name`, whose free pointer is at [`FREEPTR_OFFSET`].
     fn new<T>(name: &'static core::ffi::CStr) -> Result<Self> {
         // SAFETY: `name` is a static C string, as the cache keeps the pointer; size and alignment are
-        // those of `T`, whose size is not 0.
+        // those of `T`, whose size is not 0; the free pointer offset is aligned and inside `T` (the
+        // asserts above, and every `T` here starts with an `Entry`).
         let c = unsafe {
             ffi::toa_kmem_cache_create(
                 name.as_ptr(),
                 core::mem::size_of::<T>() as u32,
                 core::mem::align_of::<T>() as u32,
+                FREEPTR_OFFSET as u32,
             )
         };
         NonNull::new(c).map(SlabCache).ok_or(ENOMEM)
@@ -161,7 +191,7 @@ unsafe impl Sync for SlabCache {}
 
 impl Drop for SlabCache {
     fn drop(&mut self) {
-        // SAFETY: created by `new`; its owner ([`Store`]) has freed every object or queued it for freeing.
+        // SAFETY: created by `new`; its owner ([`Store`]) has freed every object.
         unsafe { ffi::kmem_cache_destroy(self.0.as_ptr()) };
     }
 }
@@ -206,15 +236,22 @@ impl Store {
     }
 }
 
-/// Frees `e` at once, without touching its socket.
+/// Frees `e` at once. RCU readers may still be looking at it: its socket pointer is cleared first, so
+/// they see it is no longer an entry before they can see the allocator's free pointer in its data.
 ///
 /// # Safety
 ///
-/// `e` was allocated by [`insert`] and nothing references it any more.
-unsafe fn drop_entry(e: *mut Entry) {
-    // SAFETY: per the function's contract, `e` is an object of the cache `flags` tells; the entry types
-    // own nothing, so freeing the memory is all there is to drop.
-    unsafe { ffi::kmem_cache_free(cache_of((*e).flags & FLAG_HAS_VIP != 0), e.cast()) };
+/// `e` was allocated by [`insert`] and is not (or no longer) reachable from the table.
+unsafe fn free_entry_now(e: *mut Entry) {
+    // SAFETY: per the function's contract, `e` is an object of the cache its flags tell (flags are
+    // never overwritten, see `Entry`); the entry types own nothing, so freeing the memory is all there is
+    // to drop.
+    unsafe {
+        (*e).sk.store(core::ptr::null_mut(), Ordering::Relaxed);
+        // smp_wmb(): the cleared pointer before the allocator's writes.
+        fence(Ordering::Release);
+        ffi::kmem_cache_free(cache_of((*e).data.flags & FLAG_HAS_VIP != 0), e.cast());
+    }
 }
 
 /// `rhashtable_free_and_destroy` callback: frees one entry left at unload.
@@ -227,7 +264,7 @@ unsafe extern "C" fn free_entry(ptr: *mut c_void, _arg: *mut c_void) {
     // reader left, so this is its last owner. Its socket is not touched: once the destructor probe is
     // gone, sockets die without taking their entries along, so the socket may be freed memory already.
     // (Not counted either: the counters of this module instance end with it.)
-    unsafe { drop_entry(ptr.cast::<Entry>()) };
+    unsafe { free_entry_now(ptr.cast::<Entry>()) };
 }
 
 impl Drop for Store {
@@ -246,25 +283,18 @@ impl Drop for Store {
         };
         ENTRY_CACHE.store(core::ptr::null_mut(), Ordering::Relaxed);
         ENTRY_VIP_CACHE.store(core::ptr::null_mut(), Ordering::Relaxed);
-        // The fields drop next: the caches are destroyed once the entries queued by
-        // `free_after_grace_period` are freed.
+        // The fields drop next: the caches are destroyed (after a grace period).
     }
 }
 
-/// Frees `e` after a grace period (readers may still hold it).
+/// Frees `e`, just unlinked from the table, and counts it.
 ///
 /// # Safety
 ///
 /// `e` was allocated by [`insert`] and has just been unlinked from the table by the caller.
-unsafe fn free_after_grace_period(e: *mut Entry) {
-    // SAFETY: `e` is a live slab object no longer reachable from the table; its `rcu` field is unused
-    // until now. `kvfree_call_rcu` only calls `kfree`, never module code, and `kfree` frees objects of
-    // any cache; destroying the cache waits for it (`kvfree_rcu_barrier`).
-    let sk = unsafe {
-        let sk = (*e).sk;
-        ffi::toa_kvfree_rcu(core::ptr::addr_of_mut!((*e).rcu), e.cast());
-        sk
-    };
+unsafe fn free_removed(sk: *const Sock, e: *mut Entry) {
+    // SAFETY: per the function's contract.
+    unsafe { free_entry_now(e) };
     stats::inc(sk, Counter::Ip6AddressFree);
 }
 
@@ -282,21 +312,13 @@ pub(crate) unsafe fn insert(sk: *const Sock, toa: &Toa) -> Result {
     if toa.vip.is_some() {
         flags |= FLAG_HAS_VIP;
     }
-    let entry = Entry {
-        node: RhashHead {
-            next: core::ptr::null_mut(),
-        },
-        sk,
-        rcu: RcuHead {
-            next: core::ptr::null_mut(),
-            func: core::ptr::null(),
-        },
+    let data = EntryData {
         // SAFETY: per the function's contract.
         tag: unsafe { SkTag::of(sk) },
-        client_addr: client.addr,
         client_port: client.port,
         origin: pack_origin(toa.origin),
         flags,
+        client_addr: client.addr,
     };
     // SAFETY: the cache was created by `Store::new` for the type written into the object below (an
     // `EntryWithVip` exactly when `flags` has `FLAG_HAS_VIP`); `GFP_ATOMIC` as this runs in softirq.
@@ -305,17 +327,21 @@ pub(crate) unsafe fn insert(sk: *const Sock, toa: &Toa) -> Result {
         stats::inc(sk, Counter::StoreInsertFailed);
         return Err(ENOMEM);
     }
-    // SAFETY: `raw` is a fresh object of the right size and alignment for the type written.
-    unsafe {
-        match toa.vip {
-            Some(vip) => raw.cast::<EntryWithVip>().write(EntryWithVip {
-                entry,
-                vip: PackedEndpoint::pack(vip),
-            }),
-            None => raw.cast::<Entry>().write(entry),
-        }
-    }
     let e = raw.cast::<Entry>();
+    // SAFETY: `raw` is an object of the right size and alignment for the type written. It may be a
+    // recycled entry that RCU readers still look at: `node` is left alone (the rhashtable sets it on
+    // insert), the data is written (volatile: readers race with it and discard what they read, see
+    // `Entry::snapshot`), then the socket pointer is published after a write barrier.
+    unsafe {
+        core::ptr::addr_of_mut!((*e).data).write_volatile(data);
+        if let Some(vip) = toa.vip {
+            core::ptr::addr_of_mut!((*raw.cast::<EntryWithVip>()).vip)
+                .write_volatile(PackedEndpoint::pack(vip));
+        }
+        // smp_wmb(): the data before the pointer that makes it an entry of `sk`.
+        fence(Ordering::Release);
+        (*e).sk.store(sk.cast_mut(), Ordering::Relaxed);
+    }
     stats::inc(sk, Counter::Ip6AddressAlloc);
     // SAFETY: `e` is a valid, unlinked entry.
     let mut ret = unsafe { ffi::toa_store_insert(core::ptr::addr_of_mut!((*e).node)) };
@@ -334,7 +360,7 @@ pub(crate) unsafe fn insert(sk: *const Sock, toa: &Toa) -> Result {
                 );
                 if r == 0 {
                     stats::inc(sk, Counter::StoreStaleReplaced);
-                    free_after_grace_period(old);
+                    free_removed(sk, old);
                 }
                 r
             };
@@ -343,8 +369,8 @@ pub(crate) unsafe fn insert(sk: *const Sock, toa: &Toa) -> Result {
         };
     }
     if ret < 0 {
-        // SAFETY: `e` never became reachable from the table: this is its only owner.
-        unsafe { drop_entry(e) };
+        // SAFETY: `e` never became reachable from the table.
+        unsafe { free_entry_now(e) };
         stats::inc(sk, Counter::Ip6AddressFree);
         stats::inc(sk, Counter::StoreInsertFailed);
         return Err(Error::from_errno(ret));
@@ -355,73 +381,109 @@ pub(crate) unsafe fn insert(sk: *const Sock, toa: &Toa) -> Result {
 /// Removes and frees the entry of `sk`, if any. Runs from `inet_sock_destruct`, in any context.
 pub(crate) fn remove(sk: *const Sock) {
     // SAFETY: lookup and removal under `rcu_read_lock`; a successful removal makes this the entry's only
-    // remover, which hands it to RCU.
+    // remover, which frees it.
     unsafe {
         ffi::toa_rcu_read_lock();
         let e = ffi::toa_store_lookup(sk).cast::<Entry>();
         if !e.is_null() && ffi::toa_store_remove(core::ptr::addr_of_mut!((*e).node)) == 0 {
-            free_after_grace_period(e);
+            free_removed(sk, e);
         }
         ffi::toa_rcu_read_unlock();
     }
 }
 
-/// Calls `f` with the entry of `sk` under `rcu_read_lock`, and returns what `f` returns; `None` when
-/// `sk` has no entry of its own. `f` must not sleep.
+/// The TOA stored for `sk`, or `None` when `sk` has no entry of its own.
 ///
 /// # Safety
 ///
 /// `sk` is a live socket.
-pub(crate) unsafe fn with_entry<R>(sk: *const Sock, f: impl FnOnce(&Entry) -> R) -> Option<R> {
-    // SAFETY: the entry stays valid until `rcu_read_unlock` (it is freed after a grace period), and it is
-    // only borrowed inside that section; `sk` is live per the function's contract.
+pub(crate) unsafe fn lookup(sk: *const Sock) -> Option<Toa> {
+    // SAFETY: the entry is read under `rcu_read_lock`, through `snapshot`, which checks that it still
+    // belongs to `sk`; `sk` is live per the function's contract.
     unsafe {
         ffi::toa_rcu_read_lock();
         let e = ffi::toa_store_lookup(sk).cast::<Entry>();
-        let r = if e.is_null() || (*e).tag != SkTag::of(sk) {
+        let r = if e.is_null() {
             None
         } else {
-            Some(f(&*e))
+            Entry::snapshot(e).filter(|s| s.sk == sk && s.tag == SkTag::of(sk))
         };
         ffi::toa_rcu_read_unlock();
-        r
+        r.map(|s| s.toa)
     }
 }
 
+/// A consistent copy of an entry, taken by [`Entry::snapshot`].
+pub(crate) struct Snapshot {
+    /// The socket the entry belonged to when copied.
+    pub(crate) sk: *const Sock,
+    tag: SkTag,
+    /// The TOA stored for it.
+    pub(crate) toa: Toa,
+}
+
 impl Entry {
-    /// The real client (CIP, cport).
-    pub(crate) fn client(&self) -> Endpoint {
-        PackedEndpoint {
-            addr: self.client_addr,
-            port: self.client_port,
-            v6: self.flags & FLAG_CLIENT_V6 != 0,
+    /// Copies the entry at `e`, or `None` if it is free or was reused while it was being copied.
+    ///
+    /// # Safety
+    ///
+    /// `e` was reached through the table in the caller's current RCU read-side section (so it is an
+    /// entry object, possibly free or recycled, until the section ends).
+    pub(crate) unsafe fn snapshot(e: *const Entry) -> Option<Snapshot> {
+        // SAFETY: per the function's contract the object stays a readable entry; the reads race with a
+        // writer recycling it and are volatile; `flags` is never changed for a given object, so an
+        // object with `FLAG_HAS_VIP` is an `EntryWithVip`.
+        unsafe {
+            let sk = (*e).sk.load(Ordering::Relaxed);
+            if sk.is_null() {
+                return None;
+            }
+            // smp_rmb(): the pointer before the data (pairs with the write barrier in `insert`).
+            fence(Ordering::Acquire);
+            let data = core::ptr::addr_of!((*e).data).read_volatile();
+            let vip = if data.flags & FLAG_HAS_VIP != 0 {
+                Some(core::ptr::addr_of!((*e.cast::<EntryWithVip>()).vip).read_volatile())
+            } else {
+                None
+            };
+            // smp_rmb(): the data before the pointer again (pairs with `free_entry_now`).
+            fence(Ordering::Acquire);
+            if (*e).sk.load(Ordering::Relaxed) != sk {
+                return None;
+            }
+            Some(Snapshot {
+                sk,
+                tag: data.tag,
+                toa: Toa {
+                    client: PackedEndpoint {
+                        addr: data.client_addr,
+                        port: data.client_port,
+                        v6: data.flags & FLAG_CLIENT_V6 != 0,
+                    }
+                    .unpack(),
+                    vip: vip.map(|v| v.unpack()),
+                    origin: unpack_origin(data.origin),
+                },
+            })
         }
-        .unpack()
     }
 
-    /// The format that carried the TOA.
-    pub(crate) fn origin(&self) -> Origin {
-        match self.origin {
-            ORIGIN_IPV4_OPTION => Origin::Ipv4Option,
-            ORIGIN_IPV6_DEST_OPTION => Origin::Ipv6DestOption,
-            kind => Origin::TcpOption(kind),
-        }
+    /// The socket of the entry at `e` (null if the object is free), for a walker that only compares it
+    /// or reads a TCP socket's fields under RCU (TCP sockets are `SLAB_TYPESAFE_BY_RCU` too).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Entry::snapshot`].
+    pub(crate) unsafe fn sk_of(e: *const Entry) -> *const Sock {
+        // SAFETY: per the function's contract.
+        unsafe { (*e).sk.load(Ordering::Relaxed) }
     }
+}
 
-    /// The VIP (virtual address and port the client connected to), when the TOA carried one.
-    pub(crate) fn vip(&self) -> Option<Endpoint> {
-        if self.flags & FLAG_HAS_VIP != 0 {
-            let e: *const Entry = self;
-            // SAFETY: an entry with `FLAG_HAS_VIP` was allocated as an `EntryWithVip`, which starts with it.
-            Some(unsafe { (*e.cast::<EntryWithVip>()).vip.unpack() })
-        } else {
-            None
-        }
-    }
-
-    /// The socket this entry belongs to (only compared or read under RCU; TCP sockets are
-    /// `SLAB_TYPESAFE_BY_RCU`, so the memory is a socket for the whole read-side section).
-    pub(crate) fn sk(&self) -> *const Sock {
-        self.sk
+fn unpack_origin(o: u8) -> Origin {
+    match o {
+        ORIGIN_IPV4_OPTION => Origin::Ipv4Option,
+        ORIGIN_IPV6_DEST_OPTION => Origin::Ipv6DestOption,
+        kind => Origin::TcpOption(kind),
     }
 }

@@ -168,12 +168,19 @@ int toa_store_remove(struct rhash_head *obj)
 {
 	return rhashtable_remove_fast(&toa_store_table, obj, toa_store_params);
 }
-void toa_kvfree_rcu(struct rcu_head *head, void *ptr) { kvfree_call_rcu(head, ptr); }
 /* kmem_cache_create and kmem_cache_alloc are macros in 6.12. A cache of its own per entry type: exact-size
- * objects (no kmalloc rounding), shown by name in /proc/slabinfo, never merged with another cache. */
-struct kmem_cache *toa_kmem_cache_create(const char *name, unsigned int size, unsigned int align)
+ * objects (no kmalloc rounding), shown by name in /proc/slabinfo, typesafe by RCU (src/store.rs), with the
+ * free pointer inside the object at freeptr_offset (else SLUB appends it, 8 more bytes per object). */
+struct kmem_cache *toa_kmem_cache_create(const char *name, unsigned int size, unsigned int align,
+					 unsigned int freeptr_offset)
 {
-	return kmem_cache_create(name, size, align, SLAB_NO_MERGE, NULL);
+	struct kmem_cache_args args = {
+		.align = align,
+		.freeptr_offset = freeptr_offset,
+		.use_freeptr_offset = true,
+	};
+
+	return kmem_cache_create(name, size, &args, SLAB_TYPESAFE_BY_RCU | SLAB_NO_MERGE);
 }
 void *toa_kmem_cache_alloc_atomic(struct kmem_cache *cache) { return kmem_cache_alloc(cache, GFP_ATOMIC); }
 void toa_rcu_read_lock(void) { rcu_read_lock(); }

@@ -76,8 +76,8 @@ void *toa_store_lookup(const struct sock *sk);
 int toa_store_insert(struct rhash_head *obj);
 int toa_store_replace(struct rhash_head *old, struct rhash_head *new);
 int toa_store_remove(struct rhash_head *obj);
-void toa_kvfree_rcu(struct rcu_head *head, void *ptr);
-struct kmem_cache *toa_kmem_cache_create(const char *name, unsigned int size, unsigned int align);
+struct kmem_cache *toa_kmem_cache_create(const char *name, unsigned int size, unsigned int align,
+					 unsigned int freeptr_offset);
 void *toa_kmem_cache_alloc_atomic(struct kmem_cache *cache);
 void toa_rcu_read_lock(void);
 void toa_rcu_read_unlock(void);
