@@ -219,19 +219,23 @@ fn with_module(ctx: &mut Ctx, server: &mut Server, loaded: bool) -> TestResult {
     server.warm_up(ctx)
 }
 
-/// Kernel memory used by `n` new TOA connections, in KiB, measured by slab + vmalloc before and after
-/// opening them (the sockets are returned, still open).
-fn memory_of(
-    ctx: &mut Ctx,
-    server: &mut Server,
-    n: usize,
-) -> Result<(Vec<Sock>, i64, f64), String> {
-    std::thread::sleep(Duration::from_secs(2));
-    let before = kernel_kib();
-    let (socks, rate) = server.open(ctx, n, true)?;
+/// Kernel memory (KiB) that unloading and loading toa again gives back: slab + vmalloc before, minus
+/// after (the entries and the table go, the sockets stay open, without entries).
+fn reload_frees() -> Result<i64, String> {
     // Let deferred work (RCU callbacks, rhashtable resizing) finish.
     std::thread::sleep(Duration::from_secs(3));
-    Ok((socks, kernel_kib() as i64 - before as i64, rate))
+    let before = kernel_kib();
+    env::unload()?;
+    env::load(&[])?;
+    std::thread::sleep(Duration::from_secs(3));
+    Ok(before as i64 - kernel_kib() as i64)
+}
+
+/// What the store's layout makes of `n` entries: the entry object (40 B in `toa_entry`, 102 per 4 KiB
+/// slab) and the rhashtable's buckets (8 B each; the table doubles when it is 75% full).
+fn entry_bytes_by_construction(n: usize) -> f64 {
+    let buckets = ((n as f64 / 0.75).ceil() as usize).next_power_of_two();
+    4096.0 / 102.0 + (buckets * 8) as f64 / n as f64
 }
 
 fn bench(ctx: &mut Ctx) -> Result<Vec<Row>, String> {
@@ -294,28 +298,32 @@ fn bench(ctx: &mut Ctx) -> Result<Vec<Row>, String> {
         ),
     });
 
-    eprintln!("bench: 3. memory, {n} connections without toa, then with");
-    // 3. Kernel memory per stored entry: what `n` TOA connections cost with toa loaded, minus what the
-    // same connections cost without the module, per connection.
-    let (socks, base_kib, _) = memory_of(ctx, &mut server, n)?;
-    let socket_bytes = base_kib as f64 * 1024.0 / n as f64;
-    server.close(ctx, socks)?;
+    eprintln!("bench: 3. memory at {n} entries");
+    // 3. Kernel memory per stored entry at `n` live TOA sockets: what a reload of toa gives back with
+    // the `n` entries stored, minus what it gives back with none (the module's own memory, the median
+    // of three), per entry. Nothing but toa's entries and table differs between the readings.
     with_module(ctx, &mut server, true)?;
-    // 5a. Lookup cost with few entries, for the flatness check below.
-    let (few, _) = server.open(ctx, 1000, true)?;
-    let at_1k = lookup_rate(&few, calls);
-    let (many, toa_kib, made) = memory_of(ctx, &mut server, n - few.len())?;
-    let per_entry = (toa_kib as f64 * 1024.0 / (n - few.len()) as f64) - socket_bytes;
+    let mut empty = [reload_frees()?, reload_frees()?, reload_frees()?];
+    empty.sort_unstable();
+    let (socks, _) = server.open(ctx, n, true)?;
+    let full = reload_frees()?;
+    let per_entry = (full - empty[1]) as f64 * 1024.0 / n as f64;
     rows.push(Row {
         what: format!("3. kernel memory per stored entry at {n} live TOA sockets (bytes)"),
         ratio: per_entry,
         goal: Goal::AtMost(64.0),
         context: format!(
-            "slab+vmalloc per connection {:.0} B with toa, {socket_bytes:.0} B without; {}",
-            socket_bytes + per_entry,
-            slab_line()
+            "slab+vmalloc a reload of toa gives back: {full} KiB with the entries, {} KiB without; by construction {:.1} B",
+            empty[1],
+            entry_bytes_by_construction(n)
         ),
     });
+    server.close(ctx, socks)?;
+    server.warm_up(ctx)?;
+    // 5a. Lookup cost with few entries, for the flatness check below.
+    let (few, _) = server.open(ctx, 1000, true)?;
+    let at_1k = lookup_rate(&few, calls);
+    let (many, made) = server.open(ctx, n - few.len(), true)?;
     let at_n = lookup_rate(&many, calls);
 
     eprintln!("bench: 4. toa_table read under load");
@@ -369,19 +377,24 @@ fn bench(ctx: &mut Ctx) -> Result<Vec<Row>, String> {
 /// Most connections opened while `/proc/net/toa_table` or `/proc/net/tcp` is read.
 const MAX_EXTRA: usize = 40_000;
 
-/// Accepts TOA connections while `read` runs on another thread: returns how long `read` took, what it
-/// returned and the connections per second meanwhile (the connections are added to `extra`).
+/// Accepts TOA connections while `read` runs again and again on another thread for at least 3 s:
+/// returns how long one `read` took, what it returned and the connections per second meanwhile (the
+/// connections are added to `extra`).
 fn accept_during(
     ctx: &mut Ctx,
     server: &mut Server,
     extra: &mut Vec<Sock>,
-    read: impl FnOnce() -> usize + Send,
+    read: impl Fn() -> usize + Send + Sync,
 ) -> Result<(Duration, usize, f64), String> {
     std::thread::scope(|scope| {
         let reader = scope.spawn(|| {
             let t = Instant::now();
-            let r = read();
-            (t.elapsed(), r)
+            let (mut reads, mut r) = (0u32, 0);
+            while reads == 0 || t.elapsed() < Duration::from_secs(3) {
+                r = read();
+                reads += 1;
+            }
+            (t.elapsed() / reads, r)
         });
         let t = Instant::now();
         let mut k = 0usize;
@@ -412,17 +425,4 @@ fn max_entries(n: usize) -> usize {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| (meminfo("MemAvailable:") as usize * 1024 / 2 / 4096).min(1_000_000))
         .max(n + 1000)
-}
-
-/// toa's entry slab cache as `/sys/kernel/slab/toa_entry` describes it (kernels with SLUB sysfs).
-fn slab_line() -> String {
-    let attr = |a: &str| {
-        std::fs::read_to_string(format!("/sys/kernel/slab/toa_entry/{a}"))
-            .map(|v| v.trim().to_string())
-            .ok()
-    };
-    match (attr("object_size"), attr("objs_per_slab")) {
-        (Some(size), Some(per)) => format!("toa_entry: {size} B objects, {per} per slab"),
-        _ => "no /sys/kernel/slab/toa_entry on this kernel".into(),
-    }
 }
