@@ -53,14 +53,15 @@ impl SkTag {
     }
 }
 
-/// An [`Endpoint`] in 19 bytes: the address (IPv4 in the first 4 bytes), its port (host order) and
-/// whether the address is IPv6.
+/// An [`Endpoint`] in 24 bytes: the address (IPv4 in the first 4 bytes), its port (host order) and
+/// whether the address is IPv6 (0 or 1). Copied by RCU readers in three words (see [`Words`]).
 #[derive(Clone, Copy)]
-#[repr(C)]
+#[repr(C, align(8))]
 struct PackedEndpoint {
     addr: [u8; 16],
     port: u16,
-    v6: bool,
+    v6: u8,
+    _pad: [u8; 5],
 }
 
 impl PackedEndpoint {
@@ -69,22 +70,23 @@ impl PackedEndpoint {
         let v6 = match e.addr {
             Addr::V4(a) => {
                 addr[..4].copy_from_slice(&a);
-                false
+                0
             }
             Addr::V6(a) => {
                 addr = a;
-                true
+                1
             }
         };
         PackedEndpoint {
             addr,
             port: e.port,
             v6,
+            _pad: [0; 5],
         }
     }
 
     fn unpack(&self) -> Endpoint {
-        let addr = if self.v6 {
+        let addr = if self.v6 != 0 {
             Addr::V6(self.addr)
         } else {
             Addr::V4([self.addr[0], self.addr[1], self.addr[2], self.addr[3]])
@@ -95,6 +97,54 @@ impl PackedEndpoint {
         }
     }
 }
+
+/// The parts of an entry that RCU readers copy while a writer may be recycling the object: 24 bytes,
+/// 8-aligned, no padding, every bit pattern valid. They are moved as three volatile 8-byte accesses
+/// (a racy copy that the reader validates afterwards, like a seqcount reader's), not byte by byte.
+///
+/// # Safety
+///
+/// Implemented only for types with exactly that layout.
+unsafe trait Words: Copy {
+    /// Copies `*src`.
+    ///
+    /// # Safety
+    ///
+    /// `src` points to readable memory holding a `Self` (possibly being rewritten concurrently).
+    unsafe fn load(src: *const Self) -> Self {
+        let mut w = [0u64; 3];
+        for (i, word) in w.iter_mut().enumerate() {
+            // SAFETY: per the contracts, `src` is 8-aligned and 24 bytes long.
+            *word = unsafe { src.cast::<u64>().add(i).read_volatile() };
+        }
+        // SAFETY: same size, and every bit pattern is a valid `Self` (the trait's contract).
+        unsafe { core::mem::transmute_copy(&w) }
+    }
+
+    /// Writes `self` to `dst`.
+    ///
+    /// # Safety
+    ///
+    /// `dst` points to writable memory for a `Self`.
+    unsafe fn store(self, dst: *mut Self) {
+        // SAFETY: same size, and `Self` has no padding (the trait's contract).
+        let w: [u64; 3] = unsafe { core::mem::transmute_copy(&self) };
+        for (i, word) in w.into_iter().enumerate() {
+            // SAFETY: per the contracts, `dst` is 8-aligned and 24 bytes long.
+            unsafe { dst.cast::<u64>().add(i).write_volatile(word) };
+        }
+    }
+}
+
+// SAFETY: 24 bytes, 8-aligned (asserted below), fields of integer types that fill it.
+unsafe impl Words for PackedEndpoint {}
+// SAFETY: as above.
+unsafe impl Words for EntryData {}
+
+const _: () = assert!(core::mem::size_of::<PackedEndpoint>() == 24);
+const _: () = assert!(core::mem::align_of::<PackedEndpoint>() == 8);
+const _: () = assert!(core::mem::size_of::<EntryData>() == 24);
+const _: () = assert!(core::mem::align_of::<EntryData>() == 8);
 
 /// [`Origin`] in one byte: the TCP option kind (never 0 or 1, which are EOL and NOP), or these two.
 const ORIGIN_IPV4_OPTION: u8 = 0;
@@ -131,7 +181,7 @@ pub(crate) struct Entry {
 
 /// The data of an [`Entry`], copied out by readers (see [`Entry::snapshot`]).
 #[derive(Clone, Copy)]
-#[repr(C)]
+#[repr(C, align(8))]
 struct EntryData {
     tag: SkTag,
     /// The real client's port, host order.
@@ -308,7 +358,7 @@ unsafe fn free_removed(sk: *const Sock, e: *mut Entry) {
 /// `sk` is a live, connected child socket.
 pub(crate) unsafe fn insert(sk: *const Sock, toa: &Toa) -> Result {
     let client = PackedEndpoint::pack(toa.client);
-    let mut flags = if client.v6 { FLAG_CLIENT_V6 } else { 0 };
+    let mut flags = if client.v6 != 0 { FLAG_CLIENT_V6 } else { 0 };
     if toa.vip.is_some() {
         flags |= FLAG_HAS_VIP;
     }
@@ -333,10 +383,10 @@ pub(crate) unsafe fn insert(sk: *const Sock, toa: &Toa) -> Result {
     // insert), the data is written (volatile: readers race with it and discard what they read, see
     // `Entry::snapshot`), then the socket pointer is published after a write barrier.
     unsafe {
-        core::ptr::addr_of_mut!((*e).data).write_volatile(data);
+        data.store(core::ptr::addr_of_mut!((*e).data));
         if let Some(vip) = toa.vip {
-            core::ptr::addr_of_mut!((*raw.cast::<EntryWithVip>()).vip)
-                .write_volatile(PackedEndpoint::pack(vip));
+            PackedEndpoint::pack(vip)
+                .store(core::ptr::addr_of_mut!((*raw.cast::<EntryWithVip>()).vip));
         }
         // smp_wmb(): the data before the pointer that makes it an entry of `sk`.
         fence(Ordering::Release);
@@ -397,6 +447,7 @@ pub(crate) fn remove(sk: *const Sock) {
 /// # Safety
 ///
 /// `sk` is a live socket.
+#[inline(always)]
 pub(crate) unsafe fn lookup(sk: *const Sock) -> Option<Toa> {
     // SAFETY: the entry is read under `rcu_read_lock`, through `snapshot`, which checks that it still
     // belongs to `sk`; `sk` is live per the function's contract.
@@ -429,6 +480,7 @@ impl Entry {
     ///
     /// `e` was reached through the table in the caller's current RCU read-side section (so it is an
     /// entry object, possibly free or recycled, until the section ends).
+    #[inline(always)]
     pub(crate) unsafe fn snapshot(e: *const Entry) -> Option<Snapshot> {
         // SAFETY: per the function's contract the object stays a readable entry; the reads race with a
         // writer recycling it and are volatile; `flags` is never changed for a given object, so an
@@ -440,9 +492,11 @@ impl Entry {
             }
             // smp_rmb(): the pointer before the data (pairs with the write barrier in `insert`).
             fence(Ordering::Acquire);
-            let data = core::ptr::addr_of!((*e).data).read_volatile();
+            let data = EntryData::load(core::ptr::addr_of!((*e).data));
             let vip = if data.flags & FLAG_HAS_VIP != 0 {
-                Some(core::ptr::addr_of!((*e.cast::<EntryWithVip>()).vip).read_volatile())
+                Some(PackedEndpoint::load(core::ptr::addr_of!(
+                    (*e.cast::<EntryWithVip>()).vip
+                )))
             } else {
                 None
             };
@@ -458,7 +512,8 @@ impl Entry {
                     client: PackedEndpoint {
                         addr: data.client_addr,
                         port: data.client_port,
-                        v6: data.flags & FLAG_CLIENT_V6 != 0,
+                        v6: u8::from(data.flags & FLAG_CLIENT_V6 != 0),
+                        _pad: [0; 5],
                     }
                     .unpack(),
                     vip: vip.map(|v| v.unpack()),

@@ -231,11 +231,20 @@ fn reload_frees() -> Result<i64, String> {
     Ok(before as i64 - kernel_kib() as i64)
 }
 
-/// What the store's layout makes of `n` entries: the entry object (40 B in `toa_entry`, 102 per 4 KiB
-/// slab) and the rhashtable's buckets (8 B each; the table doubles when it is 75% full).
+/// What the store's layout makes of `n` entries, in bytes per entry: the entry object (40 B in
+/// `toa_entry`, 102 per 4 KiB slab) and the rhashtable's bucket array: a 64-byte header and 8 B per
+/// bucket, at least 4n/3 buckets (the table doubles above 75 % load), a power of two. `kvmalloc` serves
+/// an array of up to 4 MiB from kmalloc, which takes a power-of-two block of pages (2 MiB + 64 B takes
+/// 4 MiB), and a larger one from vmalloc, exact to the page.
 fn entry_bytes_by_construction(n: usize) -> f64 {
-    let buckets = ((n as f64 / 0.75).ceil() as usize).next_power_of_two();
-    4096.0 / 102.0 + (buckets * 8) as f64 / n as f64
+    let buckets = (n * 4).div_ceil(3).next_power_of_two();
+    let array = 64 + buckets * 8;
+    let allocated = if array <= 4 << 20 {
+        array.next_power_of_two()
+    } else {
+        array.div_ceil(4096) * 4096
+    };
+    4096.0 / 102.0 + allocated as f64 / n as f64
 }
 
 fn bench(ctx: &mut Ctx) -> Result<Vec<Row>, String> {
