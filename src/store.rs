@@ -188,7 +188,7 @@ struct EntryData {
     client_port: u16,
     /// The format that carried it (see [`pack_origin`]).
     origin: u8,
-    /// `FLAG_*`; set when the object is first used and always the same for a given cache.
+    /// `FLAG_*`. Its `FLAG_HAS_VIP` bit is the same for every object of a cache, so a reader may trust it.
     flags: u8,
     /// The real client (CIP, cport): address, IPv4 in the first 4 bytes.
     client_addr: [u8; 16],
@@ -293,9 +293,8 @@ impl Store {
 ///
 /// `e` was allocated by [`insert`] and is not (or no longer) reachable from the table.
 unsafe fn free_entry_now(e: *mut Entry) {
-    // SAFETY: per the function's contract, `e` is an object of the cache its flags tell (flags are
-    // never overwritten, see `Entry`); the entry types own nothing, so freeing the memory is all there is
-    // to drop.
+    // SAFETY: per the function's contract, `e` is an object of the cache its `FLAG_HAS_VIP` bit tells;
+    // the entry types own nothing, so freeing the memory is all there is to drop.
     unsafe {
         (*e).sk.store(core::ptr::null_mut(), Ordering::Relaxed);
         // smp_wmb(): the cleared pointer before the allocator's writes.
@@ -483,8 +482,8 @@ impl Entry {
     #[inline(always)]
     pub(crate) unsafe fn snapshot(e: *const Entry) -> Option<Snapshot> {
         // SAFETY: per the function's contract the object stays a readable entry; the reads race with a
-        // writer recycling it and are volatile; `flags` is never changed for a given object, so an
-        // object with `FLAG_HAS_VIP` is an `EntryWithVip`.
+        // writer recycling it and are volatile; `FLAG_HAS_VIP` is the same for every object of a cache
+        // (and the free pointer never covers `flags`), so an object with it is an `EntryWithVip`.
         unsafe {
             let sk = (*e).sk.load(Ordering::Relaxed);
             if sk.is_null() {
