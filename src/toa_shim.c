@@ -5,7 +5,7 @@
  * Linux 6.12's `kernel` crate has no bindings for kprobes, netfilter socket options, procfs, per-CPU data,
  * rhashtable, RCU or socket fields. This file only gives Rust what it cannot reach by itself:
  *   - the module parameters (Rust's module! takes none in 6.12),
- *   - the static registration objects (kretprobes, kprobe, nf_sockopt_ops, pernet_operations,
+ *   - the static registration objects (kretprobes, kprobe, nf_sockopt_ops, pernet_operations, proc_ops,
  *     seq_operations, rhashtable_params) whose callbacks are the Rust functions declared below,
  *   - one-line wrappers over macros and static inline functions, and plain field reads.
  * Every decision is made in Rust: no function here branches or loops. The Rust side of each item is
