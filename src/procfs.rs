@@ -160,17 +160,21 @@ impl TableIter {
         unsafe { *ffi::toa_table_iter_pos(self.0) = pos };
     }
 
+    /// Enters the walker into the table, before its first entry. Only when it is not entered.
+    fn enter(self) {
+        // SAFETY: the table lives as long as the module, which outlives every open file (see
+        // `toa_table_release`); the walker is not entered, per the function's contract.
+        unsafe {
+            ffi::rhashtable_walk_enter(core::ptr::addr_of_mut!(ffi::toa_store_table), self.walker())
+        };
+        self.set_pos(0);
+    }
+
     /// Puts the walker back before the first entry. Only between `stop` and `start`.
     fn rewind(self) {
         // SAFETY: the walker was entered by `toa_table_open` and is not started (no RCU section).
-        unsafe {
-            ffi::rhashtable_walk_exit(self.walker());
-            ffi::rhashtable_walk_enter(
-                core::ptr::addr_of_mut!(ffi::toa_store_table),
-                self.walker(),
-            );
-        }
-        self.set_pos(0);
+        unsafe { ffi::rhashtable_walk_exit(self.walker()) };
+        self.enter();
     }
 
     /// Whether `obj` (an object of the walk) is an entry of this file's namespace.
@@ -253,10 +257,7 @@ unsafe extern "C" fn toa_table_open(inode: *mut ffi::Inode, file: *mut ffi::File
             return ENOMEM.to_errno();
         }
         *ffi::toa_table_iter_net(it) = net;
-        ffi::rhashtable_walk_enter(
-            core::ptr::addr_of_mut!(ffi::toa_store_table),
-            ffi::toa_table_iter_walker(it),
-        );
+        TableIter(it).enter();
     }
     0
 }

@@ -66,7 +66,8 @@ fn meminfo(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Kernel memory that toa's entries can use: slab (kmalloc objects) and vmalloc (rhashtable buckets).
+/// Kernel memory that toa's entries can use: slab (the entry caches, and the rhashtable's bucket array
+/// while `kvmalloc` takes it from kmalloc) and vmalloc (a larger bucket array).
 fn kernel_kib() -> u64 {
     meminfo("Slab:") + meminfo("VmallocUsed:")
 }
