@@ -3,7 +3,7 @@
 //! Declarations of the C shim (`src/toa_shim.c`) and of the exported kernel functions toa calls.
 //!
 //! Linux 6.12's `kernel` crate has no bindings for kprobes, netfilter socket options, procfs, per-CPU data,
-//! rhashtable, RCU or socket fields, so the kernel structures toa touches are opaque here: Rust never
+//! RCU, spinlock arrays or socket fields, so the kernel structures toa touches are opaque here: Rust never
 //! reads their layout, it hands pointers back to C accessors. The safe wrappers built on these live in
 //! `probes.rs`, `percpu.rs`, `procfs.rs`, `store.rs` and `hooks.rs`; nothing else calls into this module.
 
@@ -46,26 +46,16 @@ opaque! {
     SeqFile;
     /// `struct seq_operations`.
     SeqOperations;
-    /// `struct rhashtable_iter`.
-    RhashtableIter;
-    /// `struct toa_table_iter` of `src/toa_shim.c`: the private state of an open `/proc/net/toa_table`.
-    TableIter;
     /// `struct proc_ops`.
     ProcOps;
     /// `struct inode`.
     Inode;
     /// `struct file`.
     File;
-    /// `struct rhashtable`.
-    Rhashtable;
+    /// `spinlock_t`.
+    SpinLock;
     /// `struct kmem_cache`: a slab cache.
     KmemCache;
-}
-
-/// `struct rhash_head`: the link of an rhashtable element (one pointer, `include/linux/rhashtable-types.h`).
-#[repr(C)]
-pub(crate) struct RhashHead {
-    pub(crate) next: *mut RhashHead,
 }
 
 /// `SEQ_START_TOKEN` of `include/linux/seq_file.h`.
@@ -124,12 +114,19 @@ extern "C" {
     ) -> c_long;
 
     // ---- store
-    pub(crate) static mut toa_store_table: Rhashtable;
-    pub(crate) fn toa_store_init() -> c_int;
-    pub(crate) fn toa_store_lookup(sk: *const Sock) -> *mut c_void;
-    pub(crate) fn toa_store_insert(obj: *mut RhashHead) -> c_int;
-    pub(crate) fn toa_store_replace(old: *mut RhashHead, new: *mut RhashHead) -> c_int;
-    pub(crate) fn toa_store_remove(obj: *mut RhashHead) -> c_int;
+    pub(crate) static mut toa_param_table_buckets: c_uint;
+    pub(crate) fn toa_tcp_ehash_size() -> c_uint;
+    pub(crate) fn toa_kvmalloc_array(n: usize, size: usize) -> *mut c_void;
+    pub(crate) fn kvfree(ptr: *const c_void);
+    pub(crate) fn toa_alloc_bucket_locks(
+        locks: *mut *mut SpinLock,
+        mask: *mut c_uint,
+        buckets: c_uint,
+    ) -> c_int;
+    pub(crate) fn free_bucket_spinlocks(locks: *mut SpinLock);
+    pub(crate) fn toa_bucket_lock(locks: *mut SpinLock, i: c_uint) -> *mut SpinLock;
+    pub(crate) fn toa_spin_lock_bh(lock: *mut SpinLock);
+    pub(crate) fn toa_spin_unlock_bh(lock: *mut SpinLock);
     pub(crate) fn toa_kmem_cache_create(
         name: *const c_char,
         size: c_uint,
@@ -142,17 +139,6 @@ extern "C" {
     pub(crate) fn toa_rcu_read_lock();
     pub(crate) fn toa_rcu_read_unlock();
     pub(crate) fn synchronize_rcu();
-    pub(crate) fn rhashtable_free_and_destroy(
-        ht: *mut Rhashtable,
-        free_fn: unsafe extern "C" fn(ptr: *mut c_void, arg: *mut c_void),
-        arg: *mut c_void,
-    );
-    pub(crate) fn rhashtable_walk_enter(ht: *mut Rhashtable, iter: *mut RhashtableIter);
-    pub(crate) fn rhashtable_walk_exit(iter: *mut RhashtableIter);
-    pub(crate) fn rhashtable_walk_start_check(iter: *mut RhashtableIter) -> c_int;
-    pub(crate) fn rhashtable_walk_next(iter: *mut RhashtableIter) -> *mut c_void;
-    pub(crate) fn rhashtable_walk_peek(iter: *mut RhashtableIter) -> *mut c_void;
-    pub(crate) fn rhashtable_walk_stop(iter: *mut RhashtableIter);
 
     // ---- per-CPU counters
     pub(crate) fn toa_alloc_percpu(size: usize, align: usize) -> *mut u64;
@@ -169,7 +155,6 @@ extern "C" {
     pub(crate) fn toa_net_stats_retired_slot(net: *const Net) -> *mut *mut u64;
     pub(crate) fn toa_seq_single_net(seq: *mut SeqFile) -> *mut Net;
     pub(crate) static toa_table_seq_ops: SeqOperations;
-    pub(crate) static toa_table_iter_size: c_uint;
     pub(crate) static toa_table_proc_ops: ProcOps;
     pub(crate) fn register_pernet_subsys(ops: *mut PernetOperations) -> c_int;
     pub(crate) fn unregister_pernet_subsys(ops: *mut PernetOperations);
@@ -178,10 +163,7 @@ extern "C" {
     pub(crate) fn toa_file_seq(file: *const File) -> *mut SeqFile;
     pub(crate) fn toa_maybe_get_net(net: *mut Net) -> *mut Net;
     pub(crate) fn toa_put_net(net: *mut Net);
-    pub(crate) fn toa_seq_table_iter(seq: *const SeqFile) -> *mut TableIter;
-    pub(crate) fn toa_table_iter_net(it: *mut TableIter) -> *mut *mut Net;
-    pub(crate) fn toa_table_iter_walker(it: *mut TableIter) -> *mut RhashtableIter;
-    pub(crate) fn toa_table_iter_pos(it: *mut TableIter) -> *mut i64;
+    pub(crate) fn toa_seq_private(seq: *const SeqFile) -> *mut c_void;
     pub(crate) fn __seq_open_private(
         file: *mut File,
         ops: *const SeqOperations,

@@ -14,16 +14,18 @@
 //! balancer's address:port (the kernel's peer), the client address:port from the TOA, the VIP:vport when
 //! the TOA carried one (`-` otherwise), and the option that carried it (`tcp200`, `tcp253`, `tcp254`,
 //! `ip4opt31`, `ip6opt31`). Addresses use the kernel's `%pISpc` format (`1.2.3.4:80`,
-//! `[2001:db8::1]:80`). It is streamed with an rhashtable walker that an open file keeps from one
-//! `read()` to the next, so a whole dump costs one pass over the table (linear in its size). No lock is held
-//! across the dump, only RCU for the length of one `read()`. Entries inserted or removed during a dump may
-//! or may not be listed; a table resize during a dump starts the walk over, listing some entries twice.
+//! `[2001:db8::1]:80`). It is streamed bucket by bucket, as `/proc/net/tcp` is: an open file remembers the
+//! bucket and the entry where the last `read()` stopped and goes on from there, so a whole dump costs one
+//! pass over the table (linear in its size). Each bucket's lock is held (BHs off) only while that bucket's
+//! entries are printed, and never across `read()` calls. Entries inserted or removed during a dump may or
+//! may not be listed; every other entry is listed, once, unless the entry a `read()` stopped at is removed
+//! before the next `read()`: that one then lists the entries before it in its bucket again.
 
 use crate::ffi::{self, Net, SeqFile, Sock, AF_INET, SEQ_START_TOKEN};
 use crate::pernet::PernetRegistration;
 use crate::sockaddr::{Sockaddr, SockaddrIn, SockaddrIn6};
 use crate::stats::{self, Counter};
-use crate::store::Entry;
+use crate::store::{self, BucketGuard, Entry};
 use crate::wire::Origin;
 use core::ffi::{c_int, c_void, CStr};
 use kernel::prelude::*;
@@ -106,14 +108,6 @@ unsafe extern "C" fn toa_stats_show(seq: *mut SeqFile, _v: *mut c_void) -> c_int
 /// What `show` returns to have seq_file skip a record.
 const SEQ_SKIP: c_int = 1;
 
-/// `IS_ERR()` for the pointers `rhashtable_walk_next` returns.
-fn is_err(p: *mut c_void) -> bool {
-    (p as usize) >= (-4095isize) as usize
-}
-
-/// `-EAGAIN` as an error pointer: the table was resized under the walker, which goes on.
-const EAGAIN_PTR: *mut c_void = -11isize as *mut c_void;
-
 /// Socket destructions the destructor probe missed (a probe that could not run). Each may have left an
 /// entry whose socket is gone: while any were missed, the dump lists nothing rather than read a socket
 /// that may be freed memory (lookups stay safe: they only compare the socket's address and identity).
@@ -122,117 +116,119 @@ fn destruct_missed() -> u64 {
     unsafe { ffi::toa_kretprobe_nmissed(core::ptr::addr_of!(ffi::toa_krp_inet_sock_destruct)) }
 }
 
-/// The private state of an open `toa_table` (`struct toa_table_iter` of `src/toa_shim.c`): its namespace,
-/// its rhashtable walker, and the seq_file position of the walker's current entry.
-#[derive(Clone, Copy)]
-struct TableIter(*mut ffi::TableIter);
+/// The private state of an open `toa_table` (`seq->private`, allocated by `__seq_open_private` in
+/// [`toa_table_open`]): its namespace, and where the dump stands.
+#[repr(C)]
+struct TableIter {
+    /// The file's namespace, referenced from open to release.
+    net: *mut Net,
+    /// The bucket of the current entry (the one `start` or `next` returned last).
+    bucket: u32,
+    /// The socket of the current entry: only compared, never read.
+    sk: *const Sock,
+    /// The seq_file position of the current entry (0: the header).
+    last_pos: i64,
+    /// The lock of `bucket`, held from the `start` or `next` that returned an entry to `stop` or to the
+    /// `next` that leaves the bucket.
+    held: Option<BucketGuard>,
+}
 
 impl TableIter {
     /// The state of `seq`.
     ///
     /// # Safety
     ///
-    /// `seq` is a `toa_table` seq_file opened by [`toa_table_open`] and not yet released.
-    unsafe fn of(seq: *mut SeqFile) -> Self {
-        // SAFETY: per the function's contract, `seq->private` is a `struct toa_table_iter`.
-        TableIter(unsafe { ffi::toa_seq_table_iter(seq) })
+    /// `seq` is a `toa_table` seq_file opened by [`toa_table_open`] and not yet released, and seq_file
+    /// does not use its state elsewhere for the returned lifetime (seq_file serialises the calls on a
+    /// file).
+    unsafe fn of<'a>(seq: *mut SeqFile) -> &'a mut TableIter {
+        // SAFETY: per the function's contract, `seq->private` is the `TableIter` written by
+        // `toa_table_open`.
+        unsafe { &mut *ffi::toa_seq_private(seq).cast::<TableIter>() }
     }
 
-    fn walker(self) -> *mut ffi::RhashtableIter {
-        // SAFETY: `self.0` is a live `struct toa_table_iter` (see `of`).
-        unsafe { ffi::toa_table_iter_walker(self.0) }
-    }
-
-    fn net(self) -> *mut Net {
-        // SAFETY: as above; set once by `toa_table_open`.
-        unsafe { *ffi::toa_table_iter_net(self.0) }
-    }
-
-    /// Where the walker is: the seq_file position of the entry it returned last, 0 if it has not moved
-    /// since it was entered.
-    fn pos(self) -> i64 {
-        // SAFETY: as above; seq_file serialises the calls on one file.
-        unsafe { *ffi::toa_table_iter_pos(self.0) }
-    }
-
-    fn set_pos(self, pos: i64) {
-        // SAFETY: as above.
-        unsafe { *ffi::toa_table_iter_pos(self.0) = pos };
-    }
-
-    /// Enters the walker into the table, before its first entry. Only when it is not entered.
-    fn enter(self) {
-        // SAFETY: the table lives as long as the module, which outlives every open file (see
-        // `toa_table_release`); the walker is not entered, per the function's contract.
+    /// Whether `e`, an entry of a bucket whose lock is held, belongs to a socket of this namespace.
+    fn is_ours(&self, e: *const Entry) -> bool {
+        // SAFETY: under the bucket lock, `e` and (no destruction missed, checked by `find_from`) its
+        // socket are live.
         unsafe {
-            ffi::rhashtable_walk_enter(core::ptr::addr_of_mut!(ffi::toa_store_table), self.walker())
-        };
-        self.set_pos(0);
-    }
-
-    /// Puts the walker back before the first entry. Only between `stop` and `start`.
-    fn rewind(self) {
-        // SAFETY: the walker was entered by `toa_table_open` and is not started (no RCU section).
-        unsafe { ffi::rhashtable_walk_exit(self.walker()) };
-        self.enter();
-    }
-
-    /// Whether `obj` (an object of the walk) is an entry of this file's namespace.
-    ///
-    /// # Safety
-    ///
-    /// `obj` was returned by the walker in the current RCU section.
-    unsafe fn is_ours(self, obj: *mut c_void) -> bool {
-        // SAFETY: per the function's contract the entry, and (typesafe by RCU) its socket, are readable;
-        // a free entry has no socket.
-        unsafe {
-            let sk = Entry::sk_of(obj.cast());
-            !sk.is_null() && ffi::toa_sk_net(sk) == self.net()
+            let sk = Entry::sk_of(e);
+            !sk.is_null() && ffi::toa_sk_net(sk) == self.net
         }
     }
 
-    /// The walker's next entry of this namespace, or null at the end. Only between `start` and `stop`.
-    fn next_entry(self) -> *mut c_void {
+    /// Makes `e`, an entry of this namespace in bucket `b` whose lock `guard` holds, the current one.
+    fn stand_on(&mut self, b: u32, e: *mut Entry, guard: BucketGuard) -> *mut Entry {
+        self.bucket = b;
+        // SAFETY: under the bucket lock `e` is live.
+        self.sk = unsafe { Entry::sk_of(e) };
+        self.held = Some(guard);
+        e
+    }
+
+    /// The first entry of this namespace from bucket `b` on, null at the end; on an entry, its bucket's
+    /// lock is held (`self.held`). With `resume`, bucket `b` is where the previous `read()` stopped: the
+    /// entry of `resume` if it is still there (entries go in at the head of a chain, so the ones after it
+    /// are the ones not listed yet), else the bucket from its start.
+    fn find_from(&mut self, mut b: u32, resume: Option<*const Sock>) -> *mut Entry {
+        self.held = None;
         if destruct_missed() > 0 {
             return core::ptr::null_mut();
         }
-        loop {
-            // SAFETY: the walker is started (RCU held), see `toa_table_seq_start`.
-            let obj = unsafe { ffi::rhashtable_walk_next(self.walker()) };
-            if obj == EAGAIN_PTR {
-                continue;
-            }
-            if obj.is_null() || is_err(obj) {
-                return core::ptr::null_mut();
-            }
-            // SAFETY: `obj` was just returned by the started walker.
-            if unsafe { self.is_ours(obj) } {
-                return obj;
+        if let Some(sk) = resume {
+            if b < store::buckets() {
+                let guard = BucketGuard::lock(b);
+                // SAFETY: the bucket's lock is held.
+                let mut e = unsafe { store::first_in(b) };
+                while !e.is_null() {
+                    // SAFETY: as above.
+                    if unsafe { Entry::sk_of(e) } == sk && self.is_ours(e) {
+                        return self.stand_on(b, e, guard);
+                    }
+                    // SAFETY: as above.
+                    e = unsafe { store::next_in(e) };
+                }
             }
         }
+        while b < store::buckets() {
+            if !store::bucket_is_empty(b) {
+                let guard = BucketGuard::lock(b);
+                // SAFETY: the bucket's lock is held.
+                let mut e = unsafe { store::first_in(b) };
+                while !e.is_null() {
+                    if self.is_ours(e) {
+                        return self.stand_on(b, e, guard);
+                    }
+                    // SAFETY: as above.
+                    e = unsafe { store::next_in(e) };
+                }
+            }
+            b += 1;
+        }
+        // At the end: a `read()` after this one resumes here, past the last bucket.
+        self.bucket = b;
+        core::ptr::null_mut()
     }
 
-    /// The entry the walker stands on (the one the previous `read()` stopped at, when it is still in the
-    /// table; else the one after it), or null at the end. Only between `start` and `stop`.
-    fn current_entry(self) -> *mut c_void {
-        if destruct_missed() > 0 {
-            return core::ptr::null_mut();
+    /// The entry of this namespace after `e`, the current one (its bucket's lock held); null at the end.
+    fn next_after(&mut self, e: *const Entry) -> *mut Entry {
+        // SAFETY: `e`'s bucket lock is held (`self.held`), see `find_from`.
+        let mut n = unsafe { store::next_in(e) };
+        while !n.is_null() {
+            if self.is_ours(n) {
+                // SAFETY: as above.
+                self.sk = unsafe { Entry::sk_of(n) };
+                return n;
+            }
+            // SAFETY: as above.
+            n = unsafe { store::next_in(n) };
         }
-        // SAFETY: the walker is started (RCU held).
-        let obj = unsafe { ffi::rhashtable_walk_peek(self.walker()) };
-        if obj.is_null() || (is_err(obj) && obj != EAGAIN_PTR) {
-            return core::ptr::null_mut();
-        }
-        // SAFETY: `obj`, when not an error, was just returned by the started walker.
-        if obj != EAGAIN_PTR && unsafe { self.is_ours(obj) } {
-            return obj;
-        }
-        self.next_entry()
+        self.find_from(self.bucket + 1, None)
     }
 }
 
-/// `proc_ops::proc_open` of `/proc/net/toa_table`: the seq_file, a reference on the namespace (the file's
-/// proc data) and the walker, entered here and exited in [`toa_table_release`].
+/// `proc_ops::proc_open` of `/proc/net/toa_table`: the seq_file, with a [`TableIter`] holding a reference
+/// on the namespace (the file's proc data) until [`toa_table_release`].
 ///
 /// # Safety
 ///
@@ -240,7 +236,8 @@ impl TableIter {
 #[no_mangle]
 unsafe extern "C" fn toa_table_open(inode: *mut ffi::Inode, file: *mut ffi::File) -> c_int {
     // SAFETY: the file's proc data is its namespace (`toa_net_init`), alive while the entry exists;
-    // `__seq_open_private` allocates a zeroed `struct toa_table_iter` of `toa_table_iter_size` bytes.
+    // `__seq_open_private` allocates `size_of::<TableIter>()` bytes (kmalloc: aligned for it), written
+    // whole before any use.
     unsafe {
         let net = ffi::toa_maybe_get_net(ffi::toa_pde_data(inode).cast());
         if net.is_null() {
@@ -249,40 +246,44 @@ unsafe extern "C" fn toa_table_open(inode: *mut ffi::Inode, file: *mut ffi::File
         let it = ffi::__seq_open_private(
             file,
             core::ptr::addr_of!(ffi::toa_table_seq_ops),
-            ffi::toa_table_iter_size as c_int,
+            core::mem::size_of::<TableIter>() as c_int,
         )
-        .cast::<ffi::TableIter>();
+        .cast::<TableIter>();
         if it.is_null() {
             ffi::toa_put_net(net);
             return ENOMEM.to_errno();
         }
-        *ffi::toa_table_iter_net(it) = net;
-        TableIter(it).enter();
+        it.write(TableIter {
+            net,
+            bucket: 0,
+            sk: core::ptr::null(),
+            last_pos: 0,
+            held: None,
+        });
     }
     0
 }
 
-/// `proc_ops::proc_release` of `/proc/net/toa_table`: exits the walker, drops the namespace and frees the
-/// seq_file. Also called by `remove_proc_entry` for files still open when the namespace or the module
-/// goes away.
+/// `proc_ops::proc_release` of `/proc/net/toa_table`: drops the namespace and frees the seq_file. Also
+/// called by `remove_proc_entry` for files still open when the namespace or the module goes away.
 ///
 /// # Safety
 ///
 /// Only called by procfs, once, for a file [`toa_table_open`] opened.
 #[no_mangle]
 unsafe extern "C" fn toa_table_release(inode: *mut ffi::Inode, file: *mut ffi::File) -> c_int {
-    // SAFETY: the file was opened by `toa_table_open`; no read is in progress (procfs waits for them).
+    // SAFETY: the file was opened by `toa_table_open`; no read is in progress (procfs waits for them), so
+    // no lock is held (`stop` releases it).
     unsafe {
         let it = TableIter::of(ffi::toa_file_seq(file));
-        ffi::rhashtable_walk_exit(it.walker());
-        ffi::toa_put_net(it.net());
+        ffi::toa_put_net(it.net);
         ffi::seq_release_private(inode, file)
     }
 }
 
-/// `seq_operations::start` of `/proc/net/toa_table`: starts the walker (takes `rcu_read_lock`) where the
-/// previous `read()` left it. A read that continues the previous one costs nothing more; only a jump
-/// (`lseek`, or reading again from 0) walks from the beginning.
+/// `seq_operations::start` of `/proc/net/toa_table`: the entry at `*pos`. A read that continues the
+/// previous one goes on from the bucket and place where it stopped; only a jump (`lseek`, or reading
+/// again from 0) walks from the beginning.
 ///
 /// # Safety
 ///
@@ -291,27 +292,25 @@ unsafe extern "C" fn toa_table_release(inode: *mut ffi::Inode, file: *mut ffi::F
 unsafe extern "C" fn toa_table_seq_start(seq: *mut SeqFile, pos: *mut i64) -> *mut c_void {
     // SAFETY: seq_file calls start/next/show/stop in sequence on one file and passes its position.
     let (it, pos) = unsafe { (TableIter::of(seq), *pos) };
-    if pos != it.pos() && it.pos() != 0 {
-        it.rewind();
-    }
-    // SAFETY: the walker was entered (at open or by `rewind`); `stop`, which always follows, stops it.
-    // -EAGAIN only says the table was resized since the last read: the walker starts over by itself.
-    let _ = unsafe { ffi::rhashtable_walk_start_check(it.walker()) };
     if pos == 0 {
+        it.last_pos = 0;
         return SEQ_START_TOKEN;
     }
-    if pos == it.pos() {
-        return it.current_entry();
-    }
-    let mut obj = core::ptr::null_mut();
-    for _ in 0..pos {
-        obj = it.next_entry();
-        if obj.is_null() {
-            break;
+    let e = if pos == it.last_pos {
+        // The entry the previous read could not fit.
+        it.find_from(it.bucket, Some(it.sk))
+    } else {
+        let mut e = it.find_from(0, None);
+        for _ in 1..pos {
+            if e.is_null() {
+                break;
+            }
+            e = it.next_after(e);
         }
-    }
-    it.set_pos(pos);
-    obj
+        e
+    };
+    it.last_pos = pos;
+    e.cast()
 }
 
 /// `seq_operations::next` of `/proc/net/toa_table`.
@@ -322,29 +321,32 @@ unsafe extern "C" fn toa_table_seq_start(seq: *mut SeqFile, pos: *mut i64) -> *m
 #[no_mangle]
 unsafe extern "C" fn toa_table_seq_next(
     seq: *mut SeqFile,
-    _v: *mut c_void,
+    v: *mut c_void,
     pos: *mut i64,
 ) -> *mut c_void {
-    // SAFETY: between `start` and `stop`: see `toa_table_seq_start`.
+    // SAFETY: between `start` and `stop`: see `toa_table_seq_start`; `v` is what start or next returned.
     unsafe {
         *pos += 1;
         let it = TableIter::of(seq);
-        let obj = it.next_entry();
-        it.set_pos(*pos);
-        obj
+        let e = if v == SEQ_START_TOKEN {
+            it.find_from(0, None)
+        } else {
+            it.next_after(v.cast())
+        };
+        it.last_pos = *pos;
+        e.cast()
     }
 }
 
-/// `seq_operations::stop` of `/proc/net/toa_table`: stops the walker (leaves its RCU section); it stays
-/// entered, at its place, for the next `read()`.
+/// `seq_operations::stop` of `/proc/net/toa_table`: releases the bucket lock, if one is held.
 ///
 /// # Safety
 ///
 /// Only called by seq_file, after `start`.
 #[no_mangle]
 unsafe extern "C" fn toa_table_seq_stop(seq: *mut SeqFile, _v: *mut c_void) {
-    // SAFETY: the walker was started by `toa_table_seq_start`.
-    unsafe { ffi::rhashtable_walk_stop(TableIter::of(seq).walker()) };
+    // SAFETY: see `toa_table_seq_start`.
+    unsafe { TableIter::of(seq).held = None };
 }
 
 /// The local and remote (load balancer) socket addresses of `sk`, in its own family.
@@ -393,8 +395,8 @@ fn origin_name(o: Origin) -> &'static CStr {
 /// Only called by seq_file, between `start` and `stop`, with a value `start`/`next` returned.
 #[no_mangle]
 unsafe extern "C" fn toa_table_seq_show(seq: *mut SeqFile, v: *mut c_void) -> c_int {
-    // SAFETY: `v` is `SEQ_START_TOKEN` or an entry returned by `next_entry` under the walker's RCU
-    // section; the formats match their arguments.
+    // SAFETY: `v` is `SEQ_START_TOKEN` or an entry returned by `find_from`/`next_after` with its
+    // bucket's lock held; the formats match their arguments.
     unsafe {
         if v == SEQ_START_TOKEN {
             ffi::toa_seq_puts(seq, c"sk local lb client vip origin\n".as_ptr());
@@ -409,7 +411,7 @@ unsafe extern "C" fn toa_table_seq_show(seq: *mut SeqFile, v: *mut c_void) -> c_
             }
             return 0;
         }
-        // An entry freed or reused since the walker passed it is skipped.
+        // Under the bucket lock the entry cannot be freed; checked all the same.
         let Some(e) = Entry::snapshot(v.cast()) else {
             return SEQ_SKIP;
         };

@@ -3,20 +3,31 @@
 //! The per-socket store: which TOA each connection arrived with (Tencent calls it the `toa_nat64_peer`
 //! store).
 //!
-//! An rhashtable (the kernel's resizable RCU hash table, so lookups stay flat at any size) keyed by the
-//! `struct sock` address. Lookups take no lock, only `rcu_read_lock`; inserts and removals use the
-//! table's per-bucket locks. An entry is inserted when the kernel keeps a new child socket
-//! (`syn_recv_sock`) and removed in `inet_sock_destruct`, before the socket's memory can be reused.
+//! A hash table keyed by the `struct sock` address, laid out like TCP's own established table
+//! (`inet_ehash`): a fixed array of buckets, each a singly linked RCU chain ending in a "nulls" marker that
+//! names the bucket, and an array of bucket spinlocks (bucket `b` takes lock `b & mask`). Lookups take no
+//! lock, only `rcu_read_lock`; inserts and removals take the bucket's lock with BHs off. An entry is
+//! inserted when the kernel keeps a new child socket (`syn_recv_sock`) and removed in
+//! `inet_sock_destruct`, before the socket's memory can be reused.
 //!
-//! Entries live in `SLAB_TYPESAFE_BY_RCU` slab caches, the scheme of TCP's own socket lookups: a removed
-//! entry is freed at once and its memory may be reused for another entry while an RCU reader still looks
-//! at it, but it stays an entry (never other memory) until the reader's section ends. So there is no
-//! `rcu_head` in an entry (40 bytes, not 56), and readers never trust what they read without checking it:
-//! an entry's socket pointer is null while the object is free and is published last when it is reused
-//! (after its data, with a write barrier); a reader reads the pointer, copies the data, and reads the
-//! pointer again ([`Entry::snapshot`]), as a seqcount reader does. The rhashtable lookup itself copes with
-//! an entry moving to another chain under it (each chain ends in its own nulls marker and the lookup
-//! restarts).
+//! The table has as many buckets as TCP's established hash table (`table_buckets=0`, the default): one
+//! per 128 KiB of RAM at boot, at most 512 Ki, or what `thash_entries=` says. Every TOA socket is also in
+//! TCP's table, so toa's chains are on average no longer than the ones TCP walks for each packet, and the
+//! bucket array costs as much as TCP's (8 bytes per bucket, 0.006 % of RAM). It is allocated once, with
+//! `kvmalloc` at its exact size (a power of two of 8-byte buckets: no rounding), so an entry costs its 40
+//! bytes and nothing else. The kernel's rhashtable (toa's first store) resizes instead, but its bucket array
+//! has a 64-byte header that makes `kvmalloc` round the allocation up to the next power of two: 82 bytes
+//! per entry at 100 000 entries.
+//!
+//! Entries live in `SLAB_TYPESAFE_BY_RCU` slab caches, the scheme of TCP's socket lookups: a removed entry
+//! is freed at once and its memory may be reused for another entry while an RCU reader still looks at it,
+//! but it stays an entry (never other memory) until the reader's section ends. So there is no `rcu_head`
+//! in an entry, and readers never trust what they read without checking it: an entry's socket pointer is
+//! null while the object is free and is published last when it is reused (after its data, with a write
+//! barrier); a reader reads the pointer, copies the data, and reads the pointer again
+//! ([`Entry::snapshot`]), as a seqcount reader does. A reader may also be carried to another chain by an
+//! entry that was freed and reused under it: it then ends on another bucket's nulls marker and starts
+//! over, as `__inet_lookup_established` does.
 //!
 //! Should a destruct ever be missed (a probe that could not run), the entry also records the connection's
 //! identity ([`SkTag`]: its local and peer ports) and a lookup only answers for a socket with that
@@ -24,16 +35,13 @@
 //!
 //! Every entry allocated counts `ip6_address_alloc`, every entry freed `ip6_address_free`.
 
-use crate::ffi::{self, KmemCache, RhashHead, Sock};
+use crate::ffi::{self, KmemCache, Sock, SpinLock};
 use crate::stats::{self, Counter};
 use crate::wire::{Addr, Endpoint, Origin, Toa};
 use core::ffi::c_void;
 use core::ptr::NonNull;
-use core::sync::atomic::{fence, AtomicPtr, Ordering};
+use core::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 use kernel::prelude::*;
-
-/// `-EEXIST`, as returned by `rhashtable_lookup_insert_fast`.
-const EEXIST_RET: i32 = -17;
 
 /// The identity of a connected socket, fixed at its creation: its local port (high 16 bits) and its
 /// peer port (low 16 bits), host byte order.
@@ -166,14 +174,14 @@ const FLAG_HAS_VIP: u8 = 2;
 /// What toa keeps per socket: 40 bytes on 64-bit, in the `toa_entry` slab cache (`/proc/slabinfo`); an
 /// entry whose TOA carries a VIP is an [`EntryWithVip`] (64 bytes, cache `toa_entry_vip`).
 ///
-/// Layout contract with `toa_store_params` in `src/toa_shim.c`: the `rhash_head` at offset 0, the key
-/// (the `struct sock *`) right after it. While the object is free, the slab allocator keeps its free
-/// pointer in the first 8 bytes of `data.client_addr` ([`FREEPTR_OFFSET`]): `node` (which RCU readers may
-/// still follow), `sk` (null while free) and `data.flags` (which cache the object is of) stay intact.
+/// While the object is free, the slab allocator keeps its free pointer in the first 8 bytes of
+/// `data.client_addr` ([`FREEPTR_OFFSET`]): `next` (which RCU readers may still follow), `sk` (null while
+/// free) and `data.flags` (which cache the object is of) stay intact.
 #[repr(C)]
 pub(crate) struct Entry {
-    /// Written by the rhashtable only: readers may be following it even while the object is free.
-    node: RhashHead,
+    /// The next entry of the chain, or the chain's nulls marker ([`Link`]). Written under the bucket lock
+    /// only; readers may follow it even while the object is free.
+    next: AtomicUsize,
     /// The socket (the table's key), null while the object is free: readers check it around their copy.
     sk: AtomicPtr<Sock>,
     data: EntryData,
@@ -205,8 +213,6 @@ struct EntryWithVip {
 const FREEPTR_OFFSET: usize =
     core::mem::offset_of!(Entry, data) + core::mem::offset_of!(EntryData, client_addr);
 
-const _: () = assert!(core::mem::offset_of!(Entry, node) == 0);
-const _: () = assert!(core::mem::offset_of!(Entry, sk) == core::mem::size_of::<*mut RhashHead>());
 const _: () = assert!(core::mem::size_of::<Entry>() == 40);
 const _: () = assert!(core::mem::size_of::<EntryWithVip>() <= 64);
 const _: () = assert!(FREEPTR_OFFSET % core::mem::align_of::<*mut c_void>() == 0);
@@ -259,27 +265,200 @@ fn cache_of(has_vip: bool) -> *mut KmemCache {
     }
 }
 
+/// The fewest and the most buckets `table_buckets` may ask for.
+const MIN_BUCKETS: u32 = 1 << 8;
+const MAX_BUCKETS: u32 = 1 << 24;
+
+/// A link of a chain, as one word: the address of the next [`Entry`] (8-aligned, so bit 0 is clear), or,
+/// at the end of a chain, its nulls marker `(bucket << 1) | 1`, which tells a reader which bucket's chain
+/// it has walked (`include/linux/list_nulls.h`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Link(usize);
+
+impl Link {
+    fn nulls(bucket: u32) -> Link {
+        Link(((bucket as usize) << 1) | 1)
+    }
+
+    fn to(e: *const Entry) -> Link {
+        Link(e as usize)
+    }
+
+    /// The entry this link points to, or `None` at the end of a chain.
+    fn entry(self) -> Option<*mut Entry> {
+        (self.0 & 1 == 0).then_some(self.0 as *mut Entry)
+    }
+}
+
+/// The table: the bucket array and its locks, published by [`Table::new`] before any hook is
+/// registered and withdrawn by its drop after every hook and reader is gone. The hooks read it with
+/// relaxed loads: registering a probe or a file orders these stores before any handler runs.
+struct Table;
+
+static BUCKETS: AtomicPtr<AtomicUsize> = AtomicPtr::new(core::ptr::null_mut());
+/// log2 of the number of buckets.
+static BITS: AtomicU32 = AtomicU32::new(0);
+static LOCKS: AtomicPtr<SpinLock> = AtomicPtr::new(core::ptr::null_mut());
+static LOCK_MASK: AtomicU32 = AtomicU32::new(0);
+
+impl Table {
+    /// Allocates a table of `buckets` (a power of two in `MIN_BUCKETS..=MAX_BUCKETS`) empty buckets.
+    fn new(buckets: u32) -> Result<Self> {
+        let n = buckets as usize;
+        // SAFETY: `kvmalloc_array` with a non-zero count and element size; checked for null below.
+        let array = unsafe { ffi::toa_kvmalloc_array(n, core::mem::size_of::<AtomicUsize>()) }
+            .cast::<AtomicUsize>();
+        if array.is_null() {
+            return Err(ENOMEM);
+        }
+        for b in 0..buckets {
+            // SAFETY: `b < n`, inside the allocation, which is suitably aligned for a word.
+            unsafe {
+                array
+                    .add(b as usize)
+                    .write(AtomicUsize::new(Link::nulls(b).0))
+            };
+        }
+        let mut locks = core::ptr::null_mut();
+        let mut lock_mask = 0;
+        // SAFETY: out-pointers to locals; the shim's wrapper of `alloc_bucket_spinlocks`.
+        let ret = unsafe { ffi::toa_alloc_bucket_locks(&mut locks, &mut lock_mask, buckets) };
+        if ret < 0 {
+            // SAFETY: allocated above and not published.
+            unsafe { ffi::kvfree(array.cast()) };
+            return Err(Error::from_errno(ret));
+        }
+        BITS.store(buckets.trailing_zeros(), Ordering::Relaxed);
+        LOCK_MASK.store(lock_mask, Ordering::Relaxed);
+        LOCKS.store(locks, Ordering::Relaxed);
+        BUCKETS.store(array, Ordering::Relaxed);
+        Ok(Table)
+    }
+
+    /// The number of buckets.
+    fn buckets() -> u32 {
+        1 << BITS.load(Ordering::Relaxed)
+    }
+
+    /// The bucket of `sk`: `hash_ptr()` of its address (a multiplication by the 64-bit golden ratio, as
+    /// `include/linux/hash.h`). Socket addresses are not chosen by peers.
+    fn bucket_of(sk: *const Sock) -> u32 {
+        const GOLDEN_RATIO_64: u64 = 0x61C8_8646_80B5_83EB;
+        let bits = BITS.load(Ordering::Relaxed);
+        // `bits` is in 8..=24: the shift neither overflows nor loses the result.
+        ((sk as usize as u64).wrapping_mul(GOLDEN_RATIO_64) >> (64 - bits)) as u32
+    }
+
+    /// The head of bucket `b`.
+    fn head(b: u32) -> &'static AtomicUsize {
+        // SAFETY: the array lives from `Table::new` to its drop, which comes after every user; `b` is a
+        // bucket number (below `buckets()`) for every caller.
+        unsafe { &*BUCKETS.load(Ordering::Relaxed).add(b as usize) }
+    }
+
+    /// The lock of bucket `b`.
+    fn lock(b: u32) -> *mut SpinLock {
+        // SAFETY: the lock array lives as long as the bucket array and has `LOCK_MASK + 1` locks.
+        unsafe {
+            ffi::toa_bucket_lock(
+                LOCKS.load(Ordering::Relaxed),
+                b & LOCK_MASK.load(Ordering::Relaxed),
+            )
+        }
+    }
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        let array = BUCKETS.swap(core::ptr::null_mut(), Ordering::Relaxed);
+        let locks = LOCKS.swap(core::ptr::null_mut(), Ordering::Relaxed);
+        // SAFETY: both were allocated by `new`; the owner ([`Store`]) has emptied the table and no user
+        // is left.
+        unsafe {
+            ffi::kvfree(array.cast());
+            ffi::free_bucket_spinlocks(locks);
+        }
+    }
+}
+
+/// The lock of a bucket, held (BHs off) until dropped: the writers' side, and the `/proc` dump's.
+/// (`Option<BucketGuard>` is one pointer, null for `None`.)
+#[repr(transparent)]
+pub(crate) struct BucketGuard(NonNull<SpinLock>);
+
+impl BucketGuard {
+    /// Takes the lock of bucket `b` (below [`buckets`]).
+    pub(crate) fn lock(b: u32) -> Self {
+        // SAFETY: the address of an element of the lock array is not null.
+        let lock = unsafe { NonNull::new_unchecked(Table::lock(b)) };
+        // SAFETY: a lock of the live table; released by `drop`.
+        unsafe { ffi::toa_spin_lock_bh(lock.as_ptr()) };
+        BucketGuard(lock)
+    }
+}
+
+impl Drop for BucketGuard {
+    fn drop(&mut self) {
+        // SAFETY: taken by `lock`.
+        unsafe { ffi::toa_spin_unlock_bh(self.0.as_ptr()) };
+    }
+}
+
+/// The number of buckets of the table (a power of two).
+pub(crate) fn buckets() -> u32 {
+    Table::buckets()
+}
+
+/// `table_buckets` as given (0: TCP's), checked: the number of buckets to use.
+fn table_buckets() -> Result<u32> {
+    // SAFETY: a read-only (0444) parameter, read once at load.
+    let param =
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!(ffi::toa_param_table_buckets)) };
+    if param == 0 {
+        // SAFETY: TCP's established table exists from boot on.
+        let tcp = unsafe { ffi::toa_tcp_ehash_size() };
+        return Ok(tcp.clamp(MIN_BUCKETS, MAX_BUCKETS).next_power_of_two());
+    }
+    if !param.is_power_of_two() || !(MIN_BUCKETS..=MAX_BUCKETS).contains(&param) {
+        pr_err!(
+            "invalid table_buckets={}: use 0 (as many as TCP's established hash table) or a power of two from {} to {}\n",
+            param,
+            MIN_BUCKETS,
+            MAX_BUCKETS
+        );
+        return Err(EINVAL);
+    }
+    Ok(param)
+}
+
 /// Owner of the table and of its slab caches: initialised by [`Store::new`]; on drop, every remaining
-/// entry is freed, then the caches are destroyed.
+/// entry is freed, then the table and the caches go.
 pub(crate) struct Store {
-    // Dropped after `drop` below has emptied the table: caches last.
+    // Dropped after `drop` below has emptied the table: the table, then the caches.
+    _table: Table,
     _entries: SlabCache,
     _entries_vip: SlabCache,
 }
 
 impl Store {
-    /// Initialises the (global) table and the entry caches.
+    /// Checks `table_buckets`, allocates the (global) table and creates the entry caches.
     pub(crate) fn new() -> Result<Self> {
+        let buckets = table_buckets()?;
         let entries = SlabCache::new::<Entry>(c"toa_entry")?;
         let entries_vip = SlabCache::new::<EntryWithVip>(c"toa_entry_vip")?;
-        // SAFETY: initialises the shim's static table once; the module owns it until `drop`.
-        let ret = unsafe { ffi::toa_store_init() };
-        if ret < 0 {
-            return Err(Error::from_errno(ret));
-        }
+        let table = Table::new(buckets)?;
+        // SAFETY: a read-only parameter of this module, written once here, before any hook exists; sysfs
+        // shows the number in use from now on.
+        unsafe {
+            core::ptr::write_volatile(
+                core::ptr::addr_of_mut!(ffi::toa_param_table_buckets),
+                buckets,
+            )
+        };
         ENTRY_CACHE.store(entries.0.as_ptr(), Ordering::Relaxed);
         ENTRY_VIP_CACHE.store(entries_vip.0.as_ptr(), Ordering::Relaxed);
         Ok(Store {
+            _table: table,
             _entries: entries,
             _entries_vip: entries_vip,
         })
@@ -303,36 +482,49 @@ unsafe fn free_entry_now(e: *mut Entry) {
     }
 }
 
-/// `rhashtable_free_and_destroy` callback: frees one entry left at unload.
-///
-/// # Safety
-///
-/// Only called by `rhashtable_free_and_destroy` in [`Store::drop`], once per entry still in the table.
-unsafe extern "C" fn free_entry(ptr: *mut c_void, _arg: *mut c_void) {
-    // SAFETY: every object in the table comes from `insert`, and the table is being destroyed with no
-    // reader left, so this is its last owner. Its socket is not touched: once the destructor probe is
-    // gone, sockets die without taking their entries along, so the socket may be freed memory already.
-    // (Not counted either: the counters of this module instance end with it.)
-    unsafe { free_entry_now(ptr.cast::<Entry>()) };
-}
-
 impl Drop for Store {
     fn drop(&mut self) {
         // The owner unregisters every hook, /proc file and sockopt handler first: no new entry can be
         // inserted and no new reader can start. Wait for the readers already inside an RCU section.
         // SAFETY: `synchronize_rcu` may sleep; module exit runs in process context.
         unsafe { ffi::synchronize_rcu() };
-        // SAFETY: the table was initialised by `new`; no one else uses it any more.
-        unsafe {
-            ffi::rhashtable_free_and_destroy(
-                core::ptr::addr_of_mut!(ffi::toa_store_table),
-                free_entry,
-                core::ptr::null_mut(),
-            )
-        };
+        for b in 0..Table::buckets() {
+            let mut link = Link(Table::head(b).load(Ordering::Relaxed));
+            while let Some(e) = link.entry() {
+                // SAFETY: no one else uses the table any more: `e` is an entry of it, read before it is
+                // freed. Its socket is not touched: once the destructor probe is gone, sockets die without
+                // taking their entries along, so the socket may be freed memory already. (Not counted
+                // either: the counters of this module instance end with it.)
+                unsafe {
+                    link = Link((*e).next.load(Ordering::Relaxed));
+                    free_entry_now(e);
+                }
+            }
+        }
         ENTRY_CACHE.store(core::ptr::null_mut(), Ordering::Relaxed);
         ENTRY_VIP_CACHE.store(core::ptr::null_mut(), Ordering::Relaxed);
-        // The fields drop next: the caches are destroyed (after a grace period).
+        // The fields drop next: the table is freed, then the caches are destroyed (after a grace period).
+    }
+}
+
+/// Unlinks the entry of `sk` from bucket `b`, if there is one, and returns it.
+///
+/// # Safety
+///
+/// The caller holds the lock of bucket `b`, the bucket of `sk`.
+unsafe fn unlink(b: u32, sk: *const Sock) -> Option<*mut Entry> {
+    let mut prev: &AtomicUsize = Table::head(b);
+    loop {
+        let e = Link(prev.load(Ordering::Relaxed)).entry()?;
+        // SAFETY: under the bucket lock, every entry of the chain is live (entries are unlinked under it
+        // before they are freed).
+        let e_ref = unsafe { &*e };
+        if e_ref.sk.load(Ordering::Relaxed) == sk.cast_mut() {
+            // Readers standing on `e` go on through its `next`, which is left as it is.
+            prev.store(e_ref.next.load(Ordering::Relaxed), Ordering::Release);
+            return Some(e);
+        }
+        prev = &e_ref.next;
     }
 }
 
@@ -378,9 +570,9 @@ pub(crate) unsafe fn insert(sk: *const Sock, toa: &Toa) -> Result {
     }
     let e = raw.cast::<Entry>();
     // SAFETY: `raw` is an object of the right size and alignment for the type written. It may be a
-    // recycled entry that RCU readers still look at: `node` is left alone (the rhashtable sets it on
-    // insert), the data is written (volatile: readers race with it and discard what they read, see
-    // `Entry::snapshot`), then the socket pointer is published after a write barrier.
+    // recycled entry that RCU readers still look at: the data is written (volatile: readers race with it
+    // and discard what they read, see `Entry::snapshot`), then the socket pointer is published after a
+    // write barrier.
     unsafe {
         data.store(core::ptr::addr_of_mut!((*e).data));
         if let Some(vip) = toa.vip {
@@ -392,52 +584,47 @@ pub(crate) unsafe fn insert(sk: *const Sock, toa: &Toa) -> Result {
         (*e).sk.store(sk.cast_mut(), Ordering::Relaxed);
     }
     stats::inc(sk, Counter::Ip6AddressAlloc);
-    // SAFETY: `e` is a valid, unlinked entry.
-    let mut ret = unsafe { ffi::toa_store_insert(core::ptr::addr_of_mut!((*e).node)) };
-    if ret == EEXIST_RET {
-        // SAFETY: the lookup runs under `rcu_read_lock`; `old` is only used inside that section.
-        ret = unsafe {
-            ffi::toa_rcu_read_lock();
-            let old = ffi::toa_store_lookup(sk).cast::<Entry>();
-            let r = if old.is_null() {
-                // Removed meanwhile: insert into the free slot.
-                ffi::toa_store_insert(core::ptr::addr_of_mut!((*e).node))
-            } else {
-                let r = ffi::toa_store_replace(
-                    core::ptr::addr_of_mut!((*old).node),
-                    core::ptr::addr_of_mut!((*e).node),
-                );
-                if r == 0 {
-                    stats::inc(sk, Counter::StoreStaleReplaced);
-                    free_removed(sk, old);
-                }
-                r
-            };
-            ffi::toa_rcu_read_unlock();
-            r
+    let b = Table::bucket_of(sk);
+    let head = Table::head(b);
+    let stale = {
+        let _guard = BucketGuard::lock(b);
+        // SAFETY: the bucket's lock is held.
+        let stale = unsafe { unlink(b, sk) };
+        // SAFETY: `e` is ours until published; a reader standing on it (a recycled object) follows `next`
+        // into this chain, whose nulls marker tells it where it is. The release store publishes the entry
+        // (rcu_assign_pointer).
+        unsafe {
+            (*e).next
+                .store(head.load(Ordering::Relaxed), Ordering::Relaxed)
         };
-    }
-    if ret < 0 {
-        // SAFETY: `e` never became reachable from the table.
-        unsafe { free_entry_now(e) };
-        stats::inc(sk, Counter::Ip6AddressFree);
-        stats::inc(sk, Counter::StoreInsertFailed);
-        return Err(Error::from_errno(ret));
+        head.store(Link::to(e).0, Ordering::Release);
+        stale
+    };
+    if let Some(old) = stale {
+        stats::inc(sk, Counter::StoreStaleReplaced);
+        // SAFETY: `old` was unlinked under the lock by this call, which makes it its only owner.
+        unsafe { free_removed(sk, old) };
     }
     Ok(())
 }
 
 /// Removes and frees the entry of `sk`, if any. Runs from `inet_sock_destruct`, in any context.
 pub(crate) fn remove(sk: *const Sock) {
-    // SAFETY: lookup and removal under `rcu_read_lock`; a successful removal makes this the entry's only
-    // remover, which frees it.
-    unsafe {
-        ffi::toa_rcu_read_lock();
-        let e = ffi::toa_store_lookup(sk).cast::<Entry>();
-        if !e.is_null() && ffi::toa_store_remove(core::ptr::addr_of_mut!((*e).node)) == 0 {
-            free_removed(sk, e);
-        }
-        ffi::toa_rcu_read_unlock();
+    // Most sockets have no entry: look for one without the lock first. An entry is inserted before its
+    // socket can be destroyed (in `syn_recv_sock`, before the socket is queued), so none is missed.
+    // SAFETY: `sk` is being destroyed, its memory is live; the callback only says "found".
+    if unsafe { rcu_find(sk, |_| Ok(Some(()))) }.is_none() {
+        return;
+    }
+    let b = Table::bucket_of(sk);
+    let removed = {
+        let _guard = BucketGuard::lock(b);
+        // SAFETY: the bucket's lock is held.
+        unsafe { unlink(b, sk) }
+    };
+    if let Some(e) = removed {
+        // SAFETY: unlinked under the lock by this call, which makes it the entry's only owner.
+        unsafe { free_removed(sk, e) };
     }
 }
 
@@ -448,19 +635,88 @@ pub(crate) fn remove(sk: *const Sock) {
 /// `sk` is a live socket.
 #[inline(always)]
 pub(crate) unsafe fn lookup(sk: *const Sock) -> Option<Toa> {
-    // SAFETY: the entry is read under `rcu_read_lock`, through `snapshot`, which checks that it still
-    // belongs to `sk`; `sk` is live per the function's contract.
+    // SAFETY: per the function's contract; `found` gets entries reached under RCU (`rcu_find`), copied
+    // through `snapshot`, which checks that the entry still belongs to `sk`.
+    unsafe {
+        rcu_find(sk, |e| match Entry::snapshot(e) {
+            Some(s) if s.sk == sk => Ok((s.tag == SkTag::of(sk)).then_some(s.toa)),
+            // Freed or reused under us: the entry of `sk`, if any, is elsewhere.
+            _ => Err(()),
+        })
+    }
+}
+
+/// Walks the chain of `sk`'s bucket under `rcu_read_lock` for an entry whose socket is `sk`, and returns
+/// what `found` makes of it (`found` returns `Err` to have the walk start over: the entry changed under
+/// it), or `None` when there is no such entry.
+///
+/// # Safety
+///
+/// `sk`'s memory is live. `found` is called inside the RCU section with an entry object reached in it,
+/// possibly freed or reused since (it stays an entry object until the section ends).
+#[inline(always)]
+unsafe fn rcu_find<T>(
+    sk: *const Sock,
+    found: impl Fn(*mut Entry) -> core::result::Result<Option<T>, ()>,
+) -> Option<T> {
+    let b = Table::bucket_of(sk);
+    let head = Table::head(b);
+    // SAFETY: the chain is read inside the RCU section: every object reached stays an entry object
+    // (typesafe by RCU) whose `next` and `sk` are never overwritten by the allocator.
     unsafe {
         ffi::toa_rcu_read_lock();
-        let e = ffi::toa_store_lookup(sk).cast::<Entry>();
-        let r = if e.is_null() {
-            None
-        } else {
-            Entry::snapshot(e).filter(|s| s.sk == sk && s.tag == SkTag::of(sk))
+        let r = 'walk: loop {
+            // Acquire loads of the links: rcu_dereference().
+            let mut link = Link(head.load(Ordering::Acquire));
+            while let Some(e) = link.entry() {
+                if (*e).sk.load(Ordering::Relaxed) == sk.cast_mut() {
+                    match found(e) {
+                        Ok(r) => break 'walk r,
+                        Err(()) => continue 'walk,
+                    }
+                }
+                link = Link((*e).next.load(Ordering::Acquire));
+            }
+            if link != Link::nulls(b) {
+                // Carried to another chain by an entry reused under us: start over.
+                continue;
+            }
+            break None;
         };
         ffi::toa_rcu_read_unlock();
-        r.map(|s| s.toa)
+        r
     }
+}
+
+/// The first entry of the chain of bucket `b`, or null.
+///
+/// # Safety
+///
+/// The caller holds the lock of bucket `b` (so the chain does not change and its entries are live).
+pub(crate) unsafe fn first_in(b: u32) -> *mut Entry {
+    Link(Table::head(b).load(Ordering::Relaxed))
+        .entry()
+        .unwrap_or(core::ptr::null_mut())
+}
+
+/// The entry after `e` in its chain, or null.
+///
+/// # Safety
+///
+/// The caller holds the lock of the bucket of `e`, an entry of the table.
+pub(crate) unsafe fn next_in(e: *const Entry) -> *mut Entry {
+    // SAFETY: per the function's contract `e` is live.
+    Link(unsafe { (*e).next.load(Ordering::Relaxed) })
+        .entry()
+        .unwrap_or(core::ptr::null_mut())
+}
+
+/// Whether bucket `b` has no entry, without its lock (a hint: the dump skips empty buckets without
+/// taking their lock, as `/proc/net/tcp` does).
+pub(crate) fn bucket_is_empty(b: u32) -> bool {
+    Link(Table::head(b).load(Ordering::Relaxed))
+        .entry()
+        .is_none()
 }
 
 /// A consistent copy of an entry, taken by [`Entry::snapshot`].
@@ -522,12 +778,11 @@ impl Entry {
         }
     }
 
-    /// The socket of the entry at `e` (null if the object is free), for a walker that only compares it
-    /// or reads a TCP socket's fields under RCU (TCP sockets are `SLAB_TYPESAFE_BY_RCU` too).
+    /// The socket of the entry at `e` (null if the object is free).
     ///
     /// # Safety
     ///
-    /// As for [`Entry::snapshot`].
+    /// As for [`Entry::snapshot`], or `e` is in a bucket whose lock the caller holds.
     pub(crate) unsafe fn sk_of(e: *const Entry) -> *const Sock {
         // SAFETY: per the function's contract.
         unsafe { (*e).sk.load(Ordering::Relaxed) }

@@ -10,7 +10,7 @@
 //!
 //! Layers, bottom up:
 //! * [`wire`]: pure parsing of the option bytes (no kernel types; host-tested and fuzzed);
-//! * [`store`]: the per-socket store (RCU rhashtable), [`stats`]: per-CPU counters;
+//! * [`store`]: the per-socket store (an RCU hash table like TCP's established one), [`stats`]: per-CPU counters;
 //! * [`hooks`]: the probe handlers (connection created, named, destroyed), registered by [`probes`];
 //! * [`sockopt`] and [`procfs`]: the user API;
 //! * this file: module parameters check, init and exit, in dependency order.

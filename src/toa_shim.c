@@ -3,10 +3,10 @@
  * toa.ko C shim.
  *
  * Linux 6.12's `kernel` crate has no bindings for kprobes, netfilter socket options, procfs, per-CPU data,
- * rhashtable, RCU or socket fields. This file only gives Rust what it cannot reach by itself:
+ * RCU, spinlock arrays or socket fields. This file only gives Rust what it cannot reach by itself:
  *   - the module parameters (Rust's module! takes none in 6.12),
  *   - the static registration objects (kretprobes, kprobe, nf_sockopt_ops, pernet_operations, proc_ops,
- *     seq_operations, rhashtable_params) whose callbacks are the Rust functions declared below,
+ *     seq_operations) whose callbacks are the Rust functions declared below,
  *   - one-line wrappers over macros and static inline functions, and plain field reads.
  * Every decision is made in Rust: no function here branches or loops. The Rust side of each item is
  * documented in src/ffi.rs.
@@ -18,12 +18,13 @@
 #include <linux/proc_fs.h>
 #include <linux/ptrace.h>
 #include <linux/rcupdate.h>
-#include <linux/rhashtable.h>
+#include <linux/spinlock.h>
 #include <linux/seq_file.h>
 #include <linux/seq_file_net.h>
 #include <linux/slab.h>
 #include <linux/sched.h>
 #include <linux/compat.h>
+#include <net/inet_hashtables.h>
 #include <net/inet_sock.h>
 #include <net/ipv6.h>
 #include <net/net_namespace.h>
@@ -144,30 +145,26 @@ const long toa_nr_getsockname = __NR_getsockname;
 const long toa_nr_accept = __NR_accept;
 const long toa_nr_accept4 = __NR_accept4;
 
-/* ---- Per-socket store: struct toa_entry in src/store.rs starts with its rhash_head, then the sk key ---- */
+/* ---- Per-socket store (src/store.rs): a bucket array of its own, sized like TCP's established hash ---- */
 
-struct rhashtable toa_store_table;
-static const struct rhashtable_params toa_store_params = {
-	.head_offset = 0,
-	.key_offset = sizeof(struct rhash_head),
-	.key_len = sizeof(const struct sock *),
-	.automatic_shrinking = true,
-};
+unsigned int toa_param_table_buckets;
+module_param_named(table_buckets, toa_param_table_buckets, uint, 0444);
+MODULE_PARM_DESC(table_buckets,
+		 "Buckets of toa's socket table: 0 (default) for as many as TCP's established hash table has "
+		 "(\"TCP established hash table entries\" in dmesg), else a power of two from 256 to 16777216. "
+		 "Shows the number in use once loaded");
 
-int toa_store_init(void) { return rhashtable_init(&toa_store_table, &toa_store_params); }
-void *toa_store_lookup(const struct sock *sk) { return rhashtable_lookup(&toa_store_table, &sk, toa_store_params); }
-int toa_store_insert(struct rhash_head *obj)
+/* TCP's established hash table (of the initial namespace: the one sized at boot, thash_entries). */
+unsigned int toa_tcp_ehash_size(void) { return init_net.ipv4.tcp_death_row.hashinfo->ehash_mask + 1; }
+void *toa_kvmalloc_array(size_t n, size_t size) { return kvmalloc_array(n, size, GFP_KERNEL); }
+/* Locks for the buckets, as TCP's ehash_locks: 32 per possible CPU, bucket b takes lock b & mask. */
+int toa_alloc_bucket_locks(spinlock_t **locks, unsigned int *mask, unsigned int buckets)
 {
-	return rhashtable_lookup_insert_fast(&toa_store_table, obj, toa_store_params);
+	return alloc_bucket_spinlocks(locks, mask, buckets, 32, GFP_KERNEL);
 }
-int toa_store_replace(struct rhash_head *old, struct rhash_head *new)
-{
-	return rhashtable_replace_fast(&toa_store_table, old, new, toa_store_params);
-}
-int toa_store_remove(struct rhash_head *obj)
-{
-	return rhashtable_remove_fast(&toa_store_table, obj, toa_store_params);
-}
+spinlock_t *toa_bucket_lock(spinlock_t *locks, unsigned int i) { return &locks[i]; }
+void toa_spin_lock_bh(spinlock_t *lock) { spin_lock_bh(lock); }
+void toa_spin_unlock_bh(spinlock_t *lock) { spin_unlock_bh(lock); }
 /* kmem_cache_create and kmem_cache_alloc are macros in 6.12. A cache of its own per entry type: exact-size
  * objects (no kmalloc rounding), shown by name in /proc/slabinfo, typesafe by RCU (src/store.rs), with the
  * free pointer inside the object at freeptr_offset (else SLUB appends it, 8 more bytes per object). */
@@ -233,18 +230,10 @@ const struct seq_operations toa_table_seq_ops = {
 };
 
 /*
- * /proc/net/toa_table is a seq_file with a private state of its own (src/procfs.rs): its namespace, and an
- * rhashtable walker that stays entered from open to release, so that each read() goes on where the
- * previous one stopped (the walker is relinked to the table between reads and survives resizes).
- * proc_create_net_data's own open/release cannot exit a walker, hence these proc_ops; the namespace is the
- * file's proc data, referenced while the file is open, as seq_open_net does.
+ * /proc/net/toa_table is a seq_file with a private state of its own (struct toa_table_iter in src/procfs.rs:
+ * its namespace and where the last read() stopped). The namespace is the file's proc data, referenced while
+ * the file is open, as seq_open_net does; proc_create_net_data's own open would not let Rust size the state.
  */
-struct toa_table_iter {
-	struct net *net;
-	struct rhashtable_iter hti;
-	loff_t pos;	/* seq_file position of the walker's current entry; 0: not moved since entered */
-};
-const unsigned int toa_table_iter_size = sizeof(struct toa_table_iter);
 const struct proc_ops toa_table_proc_ops = {
 	.proc_open = toa_table_open,
 	.proc_read_iter = seq_read_iter,
@@ -259,10 +248,7 @@ void *toa_pde_data(const struct inode *inode) { return pde_data(inode); }
 struct seq_file *toa_file_seq(const struct file *file) { return file->private_data; }
 struct net *toa_maybe_get_net(struct net *net) { return maybe_get_net(net); }
 void toa_put_net(struct net *net) { put_net(net); }
-struct toa_table_iter *toa_seq_table_iter(const struct seq_file *seq) { return seq->private; }
-struct net **toa_table_iter_net(struct toa_table_iter *it) { return &it->net; }
-struct rhashtable_iter *toa_table_iter_walker(struct toa_table_iter *it) { return &it->hti; }
-loff_t *toa_table_iter_pos(struct toa_table_iter *it) { return &it->pos; }
+void *toa_seq_private(const struct seq_file *seq) { return seq->private; }
 
 /* ---- Socket and skb field reads ---- */
 

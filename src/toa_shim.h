@@ -9,7 +9,7 @@
 #include <linux/kprobes.h>
 #include <linux/netfilter.h>
 #include <linux/proc_fs.h>
-#include <linux/rhashtable.h>
+#include <linux/spinlock.h>
 #include <linux/seq_file.h>
 #include <net/net_namespace.h>
 #include <net/sock.h>
@@ -50,15 +50,13 @@ extern const long toa_nr_getpeername;
 extern const long toa_nr_getsockname;
 extern const long toa_nr_accept;
 extern const long toa_nr_accept4;
-extern struct rhashtable toa_store_table;
+extern unsigned int toa_param_table_buckets;
 extern struct pernet_operations toa_stats_net_ops;
 extern struct pernet_operations toa_proc_net_ops;
 extern unsigned int toa_net_id;
 extern char *toa_param_trusted_sources;
 extern const struct seq_operations toa_table_seq_ops;
-extern const unsigned int toa_table_iter_size;
 extern const struct proc_ops toa_table_proc_ops;
-struct toa_table_iter;
 
 /* Wrappers and field reads. */
 void *toa_kri_data(struct kretprobe_instance *ri);
@@ -71,11 +69,12 @@ bool toa_current_is_kthread(void);
 bool toa_in_compat_syscall(void);
 long toa_syscall_nr(void);
 void toa_syscall_args(unsigned long args[6]);
-int toa_store_init(void);
-void *toa_store_lookup(const struct sock *sk);
-int toa_store_insert(struct rhash_head *obj);
-int toa_store_replace(struct rhash_head *old, struct rhash_head *new);
-int toa_store_remove(struct rhash_head *obj);
+unsigned int toa_tcp_ehash_size(void);
+void *toa_kvmalloc_array(size_t n, size_t size);
+int toa_alloc_bucket_locks(spinlock_t **locks, unsigned int *mask, unsigned int buckets);
+spinlock_t *toa_bucket_lock(spinlock_t *locks, unsigned int i);
+void toa_spin_lock_bh(spinlock_t *lock);
+void toa_spin_unlock_bh(spinlock_t *lock);
 struct kmem_cache *toa_kmem_cache_create(const char *name, unsigned int size, unsigned int align,
 					 unsigned int freeptr_offset);
 void *toa_kmem_cache_alloc_atomic(struct kmem_cache *cache);
@@ -93,10 +92,7 @@ void *toa_pde_data(const struct inode *inode);
 struct seq_file *toa_file_seq(const struct file *file);
 struct net *toa_maybe_get_net(struct net *net);
 void toa_put_net(struct net *net);
-struct toa_table_iter *toa_seq_table_iter(const struct seq_file *seq);
-struct net **toa_table_iter_net(struct toa_table_iter *it);
-struct rhashtable_iter *toa_table_iter_walker(struct toa_table_iter *it);
-loff_t *toa_table_iter_pos(struct toa_table_iter *it);
+void *toa_seq_private(const struct seq_file *seq);
 u64 __percpu **toa_net_stats_slot(const struct net *net);
 u64 __percpu **toa_net_stats_retired_slot(const struct net *net);
 struct sock *toa_socket_sk(const struct socket *sock);

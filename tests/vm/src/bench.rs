@@ -66,8 +66,8 @@ fn meminfo(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Kernel memory that toa's entries can use: slab (the entry caches, and the rhashtable's bucket array
-/// while `kvmalloc` takes it from kmalloc) and vmalloc (a larger bucket array).
+/// Kernel memory that toa's store can use: slab (the entry caches, and the bucket array while `kvmalloc`
+/// takes it from kmalloc: up to 4 MiB) and vmalloc (a larger bucket array).
 fn kernel_kib() -> u64 {
     meminfo("Slab:") + meminfo("VmallocUsed:")
 }
@@ -221,9 +221,9 @@ fn with_module(ctx: &mut Ctx, server: &mut Server, loaded: bool) -> TestResult {
 }
 
 /// Kernel memory (KiB) that unloading and loading toa again gives back: slab + vmalloc before, minus
-/// after (the entries and the table go, the sockets stay open, without entries).
+/// after (the entries go, the sockets stay open, without entries; the table is freed and allocated again).
 fn reload_frees() -> Result<i64, String> {
-    // Let deferred work (RCU callbacks, rhashtable resizing) finish.
+    // Let deferred work (RCU callbacks) finish.
     std::thread::sleep(Duration::from_secs(3));
     let before = kernel_kib();
     env::unload()?;
@@ -232,20 +232,33 @@ fn reload_frees() -> Result<i64, String> {
     Ok(before as i64 - kernel_kib() as i64)
 }
 
-/// What the store's layout makes of `n` entries, in bytes per entry: the entry object (40 B in
-/// `toa_entry`, 102 per 4 KiB slab) and the rhashtable's bucket array: a 64-byte header and 8 B per
-/// bucket, at least 4n/3 buckets (the table doubles above 75 % load), a power of two. `kvmalloc` serves
-/// an array of up to 4 MiB from kmalloc, which takes a power-of-two block of pages (2 MiB + 64 B takes
-/// 4 MiB), and a larger one from vmalloc, exact to the page.
-fn entry_bytes_by_construction(n: usize) -> f64 {
-    let buckets = (n * 4).div_ceil(3).next_power_of_two();
-    let array = 64 + buckets * 8;
-    let allocated = if array <= 4 << 20 {
-        array.next_power_of_two()
-    } else {
-        array.div_ceil(4096) * 4096
-    };
-    4096.0 / 102.0 + allocated as f64 / n as f64
+/// toa's table as loaded by default: its buckets (sysfs) and what it costs (KiB): slab + vmalloc with
+/// the default table minus with the smallest one (256 buckets, 2 KiB), the median of three.
+fn table_cost() -> Result<(usize, i64), String> {
+    let mut kib = [0i64; 3];
+    for k in &mut kib {
+        env::load(&["table_buckets=256"])?;
+        std::thread::sleep(Duration::from_secs(1));
+        let small = kernel_kib() as i64;
+        env::load(&[])?;
+        std::thread::sleep(Duration::from_secs(1));
+        *k = kernel_kib() as i64 - small + 2;
+    }
+    kib.sort_unstable();
+    let path = "/sys/module/toa/parameters/table_buckets";
+    let buckets = std::fs::read_to_string(path)
+        .map_err(|e| format!("{path}: {e}"))?
+        .trim()
+        .parse()
+        .map_err(|e| format!("{path}: {e}"))?;
+    Ok((buckets, kib[1]))
+}
+
+/// What the store's layout makes of `n` entries in a table of `buckets`, in bytes per entry: the entry
+/// object (40 B in `toa_entry`, 102 per 4 KiB slab) and the table's share: 8 B per bucket, allocated at
+/// its exact size (a power of two, at least a page).
+fn entry_bytes_by_construction(n: usize, buckets: usize) -> f64 {
+    4096.0 / 102.0 + (buckets * 8) as f64 / n as f64
 }
 
 fn bench(ctx: &mut Ctx) -> Result<Vec<Row>, String> {
@@ -309,23 +322,25 @@ fn bench(ctx: &mut Ctx) -> Result<Vec<Row>, String> {
     });
 
     eprintln!("bench: 3. memory at {n} entries");
-    // 3. Kernel memory per stored entry at `n` live TOA sockets: what a reload of toa gives back with
-    // the `n` entries stored, minus what it gives back with none (the module's own memory, the median
-    // of three), per entry. Nothing but toa's entries and table differs between the readings.
+    // 3. Kernel memory per stored entry at `n` live TOA sockets: the entries' own memory (what a reload
+    // of toa gives back with the `n` entries stored, minus what it gives back with none: the median of
+    // three) plus the table's share (its whole cost, which does not depend on `n`, divided by `n`).
     with_module(ctx, &mut server, true)?;
+    let (buckets, table_kib) = table_cost()?;
     let mut empty = [reload_frees()?, reload_frees()?, reload_frees()?];
     empty.sort_unstable();
     let (socks, _) = server.open(ctx, n, true)?;
     let full = reload_frees()?;
-    let per_entry = (full - empty[1]) as f64 * 1024.0 / n as f64;
+    let entries_only = (full - empty[1]) as f64 * 1024.0 / n as f64;
+    let table_share = table_kib as f64 * 1024.0 / n as f64;
     rows.push(Row {
         what: format!("3. kernel memory per stored entry at {n} live TOA sockets (bytes)"),
-        ratio: per_entry,
+        ratio: entries_only + table_share,
         goal: Goal::AtMost(64.0),
         context: format!(
-            "slab+vmalloc a reload of toa gives back: {full} KiB with the entries, {} KiB without; by construction {:.1} B",
+            "entries {entries_only:.1} B (a reload gives back {full} KiB with them, {} KiB without) + table {table_share:.1} B ({table_kib} KiB, {buckets} buckets); by construction {:.1} B",
             empty[1],
-            entry_bytes_by_construction(n)
+            entry_bytes_by_construction(n, buckets)
         ),
     });
     server.close(ctx, socks)?;

@@ -872,6 +872,8 @@ fn table_client_ports(text: &str) -> Result<Vec<u16>, String> {
 fn toa_table_dump_in_small_reads(ctx: &mut Ctx) -> TestResult {
     use std::io::{Read, Seek, SeekFrom};
     const N: usize = 600;
+    // The smallest table: chains of 2.3 entries on average, so reads stop inside chains too.
+    env::load(&["table_buckets=256"])?;
     let mut server = bench::Server::new();
     let (mut socks, _) = server.open(ctx, N, true)?;
     let read_all = |chunk: usize| -> Result<String, String> {
@@ -917,8 +919,9 @@ fn toa_table_dump_in_small_reads(ctx: &mut Ctx) -> TestResult {
         tail.as_bytes() == &large.as_bytes()[3000..],
         "content after seeking to 3000 differs"
     );
-    // 3. Entries removed between reads (the walker's current entry among them): nothing that was never
-    // there, and every survivor listed. (Not "each once": a shrink of the table restarts the walk.)
+    // 3. Entries removed between reads (the entry a read stopped at among them): nothing that was never
+    // there, and every survivor listed. (Not "each once": when the entry a read stopped at is gone, the
+    // next read lists its bucket from the start.)
     let mut f = io(std::fs::File::open("/proc/net/toa_table"), "open toa_table")?;
     let (mut text, mut buf) = (Vec::new(), [0u8; 97]);
     let mut round = 0;
@@ -954,7 +957,7 @@ fn toa_table_dump_in_small_reads(ctx: &mut Ctx) -> TestResult {
         now.iter().all(|p| seen.contains(p)),
         "an entry alive through the whole dump was not listed"
     );
-    // 4. A file open (its walker entered) across rmmod: the unload closes it, reads then fail.
+    // 4. A file open (in the middle of a dump) across rmmod: the unload closes it, reads then fail.
     let mut f = io(std::fs::File::open("/proc/net/toa_table"), "open toa_table")?;
     io(f.read(&mut buf), "read toa_table")?;
     let r = env::unload();
@@ -967,6 +970,90 @@ fn toa_table_dump_in_small_reads(ctx: &mut Ctx) -> TestResult {
         "read after rmmod: {after:?}, not EIO"
     );
     server.close(ctx, socks)
+}
+
+/// `table_buckets`: by default as many buckets as TCP's established hash table, shown in sysfs; a small
+/// table (long chains) answers every lookup right and frees every entry; invalid values fail the load
+/// with a clear kernel log line.
+fn table_buckets_parameter(ctx: &mut Ctx) -> TestResult {
+    const PARAM: &str = "/sys/module/toa/parameters/table_buckets";
+    const N: usize = 1000;
+    let read_param = || -> Result<u32, String> {
+        let text = io(std::fs::read_to_string(PARAM), PARAM)?;
+        text.trim()
+            .parse()
+            .map_err(|e| format!("{PARAM} {text:?}: {e}"))
+    };
+    env::load(&[])?;
+    let default = read_param()?;
+    check!(
+        default.is_power_of_two() && (256..=1 << 24).contains(&default),
+        "default table_buckets {default}"
+    );
+    // The kernel's boot line, when the log still holds it.
+    let log = env::dmesg();
+    if let Some(tcp) = log
+        .lines()
+        .find_map(|l| l.split("TCP established hash table entries: ").nth(1))
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse::<u32>().ok())
+    {
+        check!(
+            default == tcp.max(256),
+            "table_buckets {default}, TCP's established table {tcp}"
+        );
+    }
+    let r = (|| {
+        env::load(&["table_buckets=256"])?;
+        check!(
+            read_param()? == 256,
+            "table_buckets=256 shows {}",
+            read_param()?
+        );
+        let before = Stats::read()?;
+        let mut server = bench::Server::new();
+        let (socks, _) = server.open(ctx, N, true)?;
+        for (i, s) in socks.iter().enumerate() {
+            let want = SocketAddr::new(IpAddr::V4(CIP4), i as u16 + 1);
+            let got = io(s.peer(), "getpeername")?;
+            check!(got == want, "connection {i}: getpeername {got}, not {want}");
+        }
+        // Half of them go (every other one: entries in the middle of chains), the rest still answer.
+        let (gone, kept): (Vec<_>, Vec<_>) =
+            socks.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
+        gone.into_iter().for_each(|(_, s)| s.abort());
+        io(ctx.lb.drain(Duration::from_millis(300)), "drain")?;
+        for (i, s) in &kept {
+            let want = SocketAddr::new(IpAddr::V4(CIP4), *i as u16 + 1);
+            let got = io(s.peer(), "getpeername")?;
+            check!(
+                got == want,
+                "after closing half, connection {i}: getpeername {got}"
+            );
+        }
+        server.close(ctx, kept.into_iter().map(|(_, s)| s).collect())?;
+        let d = delta(&before)?;
+        check!(
+            d["ip6_address_alloc"] == N as i64 && d["ip6_address_free"] == N as i64,
+            "{} entries allocated, {} freed, for {N} connections",
+            d["ip6_address_alloc"],
+            d["ip6_address_free"]
+        );
+        for bad in [
+            "table_buckets=100",
+            "table_buckets=128",
+            "table_buckets=33554432",
+        ] {
+            check!(env::load(&[bad]).is_err(), "insmod toa {bad} succeeded");
+            check!(
+                env::dmesg().contains(&format!("invalid {bad}")),
+                "insmod toa {bad}: no clear kernel log line"
+            );
+        }
+        Ok(())
+    })();
+    env::load(&[])?;
+    r
 }
 
 /// rmmod with live TOA sockets: no report, no leak, and the kernel's own getname answers afterwards.
@@ -1569,6 +1656,7 @@ const TESTS: &[Test] = &[
         "toa_table_dump_in_small_reads",
         toa_table_dump_in_small_reads,
     ),
+    ("table_buckets_parameter", table_buckets_parameter),
     ("example_c_server", example_c_server),
     ("ip_option_matrix", ip_option_matrix),
     ("ip_option_parameters", ip_option_parameters),
