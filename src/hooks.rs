@@ -318,19 +318,29 @@ unsafe extern "C" fn toa_tcp_v6_syn_recv_sock_ret(
     0
 }
 
-/// Entry handler of the `inet_getname`/`inet6_getname` kretprobes: saves `sock`, `uaddr`, `peer`.
+/// Entry handler of the `inet_getname`/`inet6_getname` kretprobes: on a socket with an entry, saves
+/// `sock`, `uaddr`, `peer` for the return handler; on any other socket (most of them), returns 1 so that
+/// the kprobes core installs no return hook (the call then costs no return probe).
 ///
 /// # Safety
 ///
 /// Only called by the kprobes core, for the probe the shim (`src/toa_shim.c`) attaches it to.
 #[no_mangle]
 unsafe extern "C" fn toa_getname_entry(ri: *mut KretprobeInstance, regs: *mut PtRegs) -> c_int {
-    // SAFETY: the entry of `inet_getname` / `inet6_getname(sock, uaddr, peer)`.
+    // SAFETY: the entry of `inet_getname` / `inet6_getname(sock, uaddr, peer)`; the caller holds a
+    // reference to `sock`, whose socket is live; `contains` is safe in a breakpoint's context.
     unsafe {
+        let (sock, peer) = (arg(regs, 0), arg(regs, 2) as c_int);
+        if peer == 0 && !ffi::param_getsockname_vip() {
+            return 1;
+        }
+        if !store::contains(ffi::toa_socket_sk(sock as *const Socket)) {
+            return 1;
+        }
         let d = call_data(ri);
-        d.a = arg(regs, 0);
+        d.a = sock;
         d.b = arg(regs, 1);
-        d.c = arg(regs, 2);
+        d.c = peer as usize;
     }
     0
 }
@@ -459,8 +469,9 @@ unsafe extern "C" fn toa_getname_ret(ri: *mut KretprobeInstance, regs: *mut PtRe
     0
 }
 
-/// Entry handler of the `inet_sock_destruct` kretprobe: saves `sk` (nothing else: this may run in the
-/// NMI-like context of a breakpoint).
+/// Entry handler of the `inet_sock_destruct` kretprobe: on a socket with an entry, saves `sk` for the
+/// return handler, which removes the entry; on any other socket returns 1 (no return hook). No lock here:
+/// this may run in the NMI-like context of a breakpoint.
 ///
 /// # Safety
 ///
@@ -470,8 +481,15 @@ unsafe extern "C" fn toa_sock_destruct_entry(
     ri: *mut KretprobeInstance,
     regs: *mut PtRegs,
 ) -> c_int {
-    // SAFETY: the entry of `inet_sock_destruct(sk)`.
-    unsafe { call_data(ri).a = arg(regs, 0) };
+    // SAFETY: the entry of `inet_sock_destruct(sk)`: `sk` is being destroyed, its memory is live;
+    // `contains` is safe in a breakpoint's context.
+    unsafe {
+        let sk = arg(regs, 0);
+        if !store::contains(sk as *const Sock) {
+            return 1;
+        }
+        call_data(ri).a = sk;
+    }
     0
 }
 

@@ -608,14 +608,23 @@ pub(crate) unsafe fn insert(sk: *const Sock, toa: &Toa) -> Result {
     Ok(())
 }
 
-/// Removes and frees the entry of `sk`, if any. Runs from `inet_sock_destruct`, in any context.
+/// Whether `sk` has an entry: a lockless look, for the probes' entry handlers, which install their return
+/// handler only then (most sockets have no entry). Safe in any context, a breakpoint's NMI-like one
+/// included (RCU and plain loads only). An entry is inserted before its socket is visible to anyone (in
+/// `syn_recv_sock`, before the socket is queued for `accept()`), so no later call on the socket can miss it.
+///
+/// # Safety
+///
+/// `sk`'s memory is live.
+#[inline(always)]
+pub(crate) unsafe fn contains(sk: *const Sock) -> bool {
+    // SAFETY: per the function's contract; the callback only says "found".
+    unsafe { rcu_find(sk, |_| Ok(Some(()))) }.is_some()
+}
+
+/// Removes and frees the entry of `sk`, if any. Runs from `inet_sock_destruct`, in any context but a
+/// breakpoint's (it takes the bucket lock).
 pub(crate) fn remove(sk: *const Sock) {
-    // Most sockets have no entry: look for one without the lock first. An entry is inserted before its
-    // socket can be destroyed (in `syn_recv_sock`, before the socket is queued), so none is missed.
-    // SAFETY: `sk` is being destroyed, its memory is live; the callback only says "found".
-    if unsafe { rcu_find(sk, |_| Ok(Some(()))) }.is_none() {
-        return;
-    }
     let b = Table::bucket_of(sk);
     let removed = {
         let _guard = BucketGuard::lock(b);
