@@ -5,7 +5,8 @@
 #   scripts/build-kernel.sh plain|debug     prints the build directory (KDIR) on its last line
 #
 # The build lives in $TOA_CACHE/kernel/<variant>-<key>, where <key> hashes the kernel source version, the
-# config fragments and the toolchain versions: while they are unchanged, the cached build is reused.
+# options of the config fragments (not their comments) and the toolchain versions: while they are unchanged,
+# the cached build is reused.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
@@ -31,7 +32,7 @@ fi
 
 key=$( {
 	echo "$srcver $variant"
-	cat "${frags[@]}"
+	grep -hv -e "^#" -e "^$" "${frags[@]}" # options only: a comment edit does not rebuild
 	"$KRUSTC" --version
 	"$LLVM_BIN/clang" --version | head -1
 	"$BINDGEN" --version

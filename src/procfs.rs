@@ -147,20 +147,27 @@ impl TableIter {
         unsafe { &mut *ffi::toa_seq_private(seq).cast::<TableIter>() }
     }
 
-    /// Whether `e`, an entry of a bucket whose lock is held, belongs to a socket of this namespace.
-    fn is_ours(&self, e: *const Entry) -> bool {
-        // SAFETY: under the bucket lock, `e` and (no destruction missed, checked by `find_from`) its
-        // socket are live.
+    /// Whether `e` belongs to a socket of this namespace.
+    ///
+    /// # Safety
+    ///
+    /// `e` is an entry of a bucket whose lock the caller holds, and no socket destruction was missed.
+    unsafe fn is_ours(&self, e: *const Entry) -> bool {
+        // SAFETY: per the function's contract, `e` and its socket are live.
         unsafe {
             let sk = Entry::sk_of(e);
             !sk.is_null() && ffi::toa_sk_net(sk) == self.net
         }
     }
 
-    /// Makes `e`, an entry of this namespace in bucket `b` whose lock `guard` holds, the current one.
-    fn stand_on(&mut self, b: u32, e: *mut Entry, guard: BucketGuard) -> *mut Entry {
+    /// Makes `e` the current entry.
+    ///
+    /// # Safety
+    ///
+    /// `e` is an entry of this namespace in bucket `b`, whose lock `guard` holds.
+    unsafe fn stand_on(&mut self, b: u32, e: *mut Entry, guard: BucketGuard) -> *mut Entry {
         self.bucket = b;
-        // SAFETY: under the bucket lock `e` is live.
+        // SAFETY: per the function's contract, `e` is live.
         self.sk = unsafe { Entry::sk_of(e) };
         self.held = Some(guard);
         e
@@ -181,9 +188,11 @@ impl TableIter {
                 // SAFETY: the bucket's lock is held.
                 let mut e = unsafe { store::first_in(b) };
                 while !e.is_null() {
-                    // SAFETY: as above.
-                    if unsafe { Entry::sk_of(e) } == sk && self.is_ours(e) {
-                        return self.stand_on(b, e, guard);
+                    // SAFETY: `e` is in bucket `b`, whose lock is held; no destruction was missed.
+                    unsafe {
+                        if Entry::sk_of(e) == sk && self.is_ours(e) {
+                            return self.stand_on(b, e, guard);
+                        }
                     }
                     // SAFETY: as above.
                     e = unsafe { store::next_in(e) };
@@ -196,8 +205,11 @@ impl TableIter {
                 // SAFETY: the bucket's lock is held.
                 let mut e = unsafe { store::first_in(b) };
                 while !e.is_null() {
-                    if self.is_ours(e) {
-                        return self.stand_on(b, e, guard);
+                    // SAFETY: as above.
+                    unsafe {
+                        if self.is_ours(e) {
+                            return self.stand_on(b, e, guard);
+                        }
                     }
                     // SAFETY: as above.
                     e = unsafe { store::next_in(e) };
@@ -210,18 +222,24 @@ impl TableIter {
         core::ptr::null_mut()
     }
 
-    /// The entry of this namespace after `e`, the current one (its bucket's lock held); null at the end.
-    fn next_after(&mut self, e: *const Entry) -> *mut Entry {
-        // SAFETY: `e`'s bucket lock is held (`self.held`), see `find_from`.
-        let mut n = unsafe { store::next_in(e) };
-        while !n.is_null() {
-            if self.is_ours(n) {
-                // SAFETY: as above.
-                self.sk = unsafe { Entry::sk_of(n) };
-                return n;
+    /// The entry of this namespace after `e`; null at the end.
+    ///
+    /// # Safety
+    ///
+    /// `e` is the current entry, returned by `find_from` or `next_after` (its bucket's lock is held,
+    /// `self.held`).
+    unsafe fn next_after(&mut self, e: *const Entry) -> *mut Entry {
+        // SAFETY: per the function's contract the chain of `e` is locked, and `find_from` checked that no
+        // destruction was missed.
+        unsafe {
+            let mut n = store::next_in(e);
+            while !n.is_null() {
+                if self.is_ours(n) {
+                    self.sk = Entry::sk_of(n);
+                    return n;
+                }
+                n = store::next_in(n);
             }
-            // SAFETY: as above.
-            n = unsafe { store::next_in(n) };
         }
         self.find_from(self.bucket + 1, None)
     }
@@ -305,7 +323,8 @@ unsafe extern "C" fn toa_table_seq_start(seq: *mut SeqFile, pos: *mut i64) -> *m
             if e.is_null() {
                 break;
             }
-            e = it.next_after(e);
+            // SAFETY: `e` was just returned by `find_from` or `next_after`.
+            e = unsafe { it.next_after(e) };
         }
         e
     };
