@@ -2,7 +2,7 @@
 
 //! Declarations of the C shim (`src/toa_shim.c`) and of the exported kernel functions toa calls.
 //!
-//! Linux 6.12's `kernel` crate has no bindings for kprobes, netfilter socket options, procfs, per-CPU data,
+//! Linux 6.12's `kernel` crate has no bindings for kprobes, ftrace, netfilter socket options, procfs, per-CPU data,
 //! RCU, spinlock arrays or socket fields, so the kernel structures toa touches are opaque here: Rust never
 //! reads their layout, it hands pointers back to C accessors. The safe wrappers built on these live in
 //! `probes.rs`, `percpu.rs`, `procfs.rs`, `store.rs` and `hooks.rs`; nothing else calls into this module.
@@ -34,6 +34,10 @@ opaque! {
     Kretprobe;
     /// `struct kretprobe_instance`: one probed call in flight.
     KretprobeInstance;
+    /// `struct ftrace_ops`: a function-entry callback.
+    FtraceOps;
+    /// `struct ftrace_regs`: the registers (arguments) of a traced call.
+    FtraceRegs;
     /// `struct nf_sockopt_ops`.
     NfSockoptOps;
     /// `struct pernet_operations`.
@@ -85,7 +89,7 @@ extern "C" {
     pub(crate) static mut toa_krp_tcp_v6_syn_recv_sock: Kretprobe;
     pub(crate) static mut toa_krp_inet_getname: Kretprobe;
     pub(crate) static mut toa_krp_inet6_getname: Kretprobe;
-    pub(crate) static mut toa_krp_inet_sock_destruct: Kretprobe;
+    pub(crate) static mut toa_ftrace_sock_destruct: FtraceOps;
     pub(crate) fn toa_kri_data(ri: *mut KretprobeInstance) -> *mut c_void;
     pub(crate) fn toa_regs_arg(regs: *mut PtRegs, n: c_uint) -> c_ulong;
     pub(crate) fn toa_regs_ret(regs: *mut PtRegs) -> c_ulong;
@@ -93,6 +97,18 @@ extern "C" {
     pub(crate) fn toa_kretprobe_nmissed(rp: *const Kretprobe) -> c_ulong;
     pub(crate) fn register_kretprobe(rp: *mut Kretprobe) -> c_int;
     pub(crate) fn unregister_kretprobe(rp: *mut Kretprobe);
+    pub(crate) fn ftrace_set_filter(
+        ops: *mut FtraceOps,
+        buf: *mut u8,
+        len: c_int,
+        reset: c_int,
+    ) -> c_int;
+    pub(crate) fn ftrace_free_filter(ops: *mut FtraceOps);
+    pub(crate) fn register_ftrace_function(ops: *mut FtraceOps) -> c_int;
+    pub(crate) fn unregister_ftrace_function(ops: *mut FtraceOps) -> c_int;
+    pub(crate) fn toa_ftrace_recursion_trylock(ip: c_ulong, parent_ip: c_ulong) -> c_int;
+    pub(crate) fn toa_ftrace_recursion_unlock(bit: c_int);
+    pub(crate) fn toa_fregs_arg(fregs: *mut FtraceRegs, n: c_uint) -> c_ulong;
 
     // ---- getsockopt
     pub(crate) static mut toa_sockopt_ops: NfSockoptOps;

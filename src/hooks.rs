@@ -25,7 +25,7 @@ use crate::trust::TrustList;
 use crate::wire::{self, Addr, Endpoint, Scan, Toa};
 use core::ffi::CStr;
 use core::ffi::{c_int, c_ulong, c_void};
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use kernel::alloc::flags::GFP_KERNEL;
 use kernel::prelude::*;
 
@@ -469,43 +469,44 @@ unsafe extern "C" fn toa_getname_ret(ri: *mut KretprobeInstance, regs: *mut PtRe
     0
 }
 
-/// Entry handler of the `inet_sock_destruct` kretprobe: on a socket with an entry, saves `sk` for the
-/// return handler, which removes the entry; on any other socket returns 1 (no return hook). No lock here:
-/// this may run in the NMI-like context of a breakpoint.
-///
-/// # Safety
-///
-/// Only called by the kprobes core, for the probe the shim (`src/toa_shim.c`) attaches it to.
-#[no_mangle]
-unsafe extern "C" fn toa_sock_destruct_entry(
-    ri: *mut KretprobeInstance,
-    regs: *mut PtRegs,
-) -> c_int {
-    // SAFETY: the entry of `inet_sock_destruct(sk)`: `sk` is being destroyed, its memory is live;
-    // `contains` is safe in a breakpoint's context.
-    unsafe {
-        let sk = arg(regs, 0);
-        if !store::contains(sk as *const Sock) {
-            return 1;
-        }
-        call_data(ri).a = sk;
-    }
-    0
+/// Socket destructions the destructor callback could not handle (ftrace's recursion check refused it);
+/// each may have left an entry behind. Shown as `missed_sock_destruct`.
+static DESTRUCT_MISSED: AtomicU64 = AtomicU64::new(0);
+
+/// How many socket destructions were missed (see [`DESTRUCT_MISSED`]).
+pub(crate) fn destruct_missed() -> u64 {
+    DESTRUCT_MISSED.load(Ordering::Relaxed)
 }
 
-/// Return handler of the `inet_sock_destruct` kretprobe: drops the socket's entry. `sk` is being
-/// destroyed; its memory is freed only after `inet_sock_destruct` returns to `__sk_destruct`.
+/// The ftrace callback at the entry of `inet_sock_destruct(sk)`: drops the socket's entry, if it has one.
+/// `sk` is being destroyed (no one can look it up any more); its memory is freed only after
+/// `inet_sock_destruct` returns. Runs in the context of the destruction (process or softirq).
 ///
 /// # Safety
 ///
-/// Only called by the kprobes core, for the probe the shim (`src/toa_shim.c`) attaches it to.
+/// Only called by ftrace, for the ops the shim (`src/toa_shim.c`) defines, filtered on
+/// `inet_sock_destruct`.
 #[no_mangle]
-unsafe extern "C" fn toa_sock_destruct_ret(
-    ri: *mut KretprobeInstance,
-    _regs: *mut PtRegs,
-) -> c_int {
-    // SAFETY: the data was saved by `toa_sock_destruct_entry` for this call.
-    let sk = unsafe { call_data(ri).a } as *const Sock;
-    store::remove(sk);
-    0
+unsafe extern "C" fn toa_sock_destruct_ftrace(
+    ip: c_ulong,
+    parent_ip: c_ulong,
+    _op: *mut ffi::FtraceOps,
+    fregs: *mut ffi::FtraceRegs,
+) {
+    // SAFETY: an ftrace callback (`FTRACE_OPS_FL_RECURSION`: it checks recursion itself, which also
+    // disables preemption until the unlock).
+    let bit = unsafe { ffi::toa_ftrace_recursion_trylock(ip, parent_ip) };
+    if bit < 0 {
+        DESTRUCT_MISSED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    // SAFETY: the first argument of `inet_sock_destruct(sk)`, whose memory is live; `contains` first:
+    // most sockets have no entry, and a lockless look is cheaper than the bucket lock.
+    unsafe {
+        let sk = ffi::toa_fregs_arg(fregs, 0) as *const Sock;
+        if store::contains(sk) {
+            store::remove(sk);
+        }
+        ffi::toa_ftrace_recursion_unlock(bit);
+    }
 }

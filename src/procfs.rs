@@ -22,6 +22,7 @@
 //! before the next `read()`: that one then lists the entries before it in its bucket again.
 
 use crate::ffi::{self, Net, SeqFile, Sock, AF_INET, SEQ_START_TOKEN};
+use crate::hooks;
 use crate::pernet::PernetRegistration;
 use crate::sockaddr::{Sockaddr, SockaddrIn, SockaddrIn6};
 use crate::stats::{self, Counter};
@@ -52,31 +53,27 @@ unsafe fn stats_row(seq: *mut SeqFile, name: &CStr, value: impl Fn(c_int) -> u64
 /// Kernel-wide probe misses, as (row name, count).
 fn probe_misses() -> [(&'static CStr, u64); 5] {
     // SAFETY: reads counters of the shim's static probe objects (always valid memory).
-    unsafe {
-        use core::ptr::addr_of;
-        [
-            (
-                c"missed_v4_syn_recv_sock",
-                ffi::toa_kretprobe_nmissed(addr_of!(ffi::toa_krp_tcp_v4_syn_recv_sock)),
-            ),
-            (
-                c"missed_v6_syn_recv_sock",
-                ffi::toa_kretprobe_nmissed(addr_of!(ffi::toa_krp_tcp_v6_syn_recv_sock)),
-            ),
-            (
-                c"missed_inet_getname",
-                ffi::toa_kretprobe_nmissed(addr_of!(ffi::toa_krp_inet_getname)),
-            ),
-            (
-                c"missed_inet6_getname",
-                ffi::toa_kretprobe_nmissed(addr_of!(ffi::toa_krp_inet6_getname)),
-            ),
-            (
-                c"missed_sock_destruct",
-                ffi::toa_kretprobe_nmissed(addr_of!(ffi::toa_krp_inet_sock_destruct)),
-            ),
-        ]
-    }
+    let krp = |rp| unsafe { ffi::toa_kretprobe_nmissed(rp) };
+    use core::ptr::addr_of;
+    [
+        (
+            c"missed_v4_syn_recv_sock",
+            krp(addr_of!(ffi::toa_krp_tcp_v4_syn_recv_sock)),
+        ),
+        (
+            c"missed_v6_syn_recv_sock",
+            krp(addr_of!(ffi::toa_krp_tcp_v6_syn_recv_sock)),
+        ),
+        (
+            c"missed_inet_getname",
+            krp(addr_of!(ffi::toa_krp_inet_getname)),
+        ),
+        (
+            c"missed_inet6_getname",
+            krp(addr_of!(ffi::toa_krp_inet6_getname)),
+        ),
+        (c"missed_sock_destruct", hooks::destruct_missed()),
+    ]
 }
 
 /// `show` of `/proc/net/toa_stats` (single_open).
@@ -108,12 +105,11 @@ unsafe extern "C" fn toa_stats_show(seq: *mut SeqFile, _v: *mut c_void) -> c_int
 /// What `show` returns to have seq_file skip a record.
 const SEQ_SKIP: c_int = 1;
 
-/// Socket destructions the destructor probe missed (a probe that could not run). Each may have left an
-/// entry whose socket is gone: while any were missed, the dump lists nothing rather than read a socket
-/// that may be freed memory (lookups stay safe: they only compare the socket's address and identity).
+/// Socket destructions the destructor hook missed. Each may have left an entry whose socket is gone:
+/// while any were missed, the dump lists nothing rather than read a socket that may be freed memory
+/// (lookups stay safe: they only compare the socket's address and identity).
 fn destruct_missed() -> u64 {
-    // SAFETY: reads a counter of the shim's static probe object.
-    unsafe { ffi::toa_kretprobe_nmissed(core::ptr::addr_of!(ffi::toa_krp_inet_sock_destruct)) }
+    hooks::destruct_missed()
 }
 
 /// The private state of an open `toa_table` (`seq->private`, allocated by `__seq_open_private` in

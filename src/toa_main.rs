@@ -11,7 +11,8 @@
 //! Layers, bottom up:
 //! * [`wire`]: pure parsing of the option bytes (no kernel types; host-tested and fuzzed);
 //! * [`store`]: the per-socket store (an RCU hash table like TCP's established one), [`stats`]: per-CPU counters;
-//! * [`hooks`]: the probe handlers (connection created, named, destroyed), registered by [`probes`];
+//! * [`hooks`]: the probe and ftrace handlers (connection created, named, destroyed), registered by
+//!   [`probes`];
 //! * [`sockopt`] and [`procfs`]: the user API;
 //! * this file: module parameters check, init and exit, in dependency order.
 //!
@@ -34,7 +35,7 @@ pub mod trust;
 pub mod wire;
 
 use core::ptr::addr_of_mut;
-use probes::KretprobeRegistration;
+use probes::{FtraceRegistration, KretprobeRegistration};
 
 /// toa's version, printed at load and shown by `modinfo`.
 const VERSION: &str = "0.1.0";
@@ -62,7 +63,7 @@ struct Parts {
     _sockopt: sockopt::SockoptRegistration,
     _proc: procfs::ProcRegistration,
     // The destructor hook goes only after the last reader of sockets through the store (/proc).
-    _destruct: KretprobeRegistration,
+    _destruct: FtraceRegistration,
     _store: store::Store,
     _stats: stats::Stats,
     _trust: hooks::Trust,
@@ -76,11 +77,11 @@ impl kernel::Module for Toa {
         let stats = stats::Stats::new()?;
         let store = store::Store::new()?;
         // The destructor hook comes before anything can store an entry: no entry may outlive its socket.
-        // SAFETY: the shim's static kretprobe, registered once here and unregistered when the registration
-        // drops; its handler only uses the store built above.
+        // SAFETY: the shim's static ftrace_ops, registered once here and unregistered when the
+        // registration drops; its callback only uses the store built above.
         let destruct = unsafe {
-            KretprobeRegistration::register(
-                addr_of_mut!(ffi::toa_krp_inet_sock_destruct),
+            FtraceRegistration::register(
+                addr_of_mut!(ffi::toa_ftrace_sock_destruct),
                 c"inet_sock_destruct",
             )?
         };

@@ -12,6 +12,7 @@
  * documented in src/ffi.rs.
  */
 #include <linux/module.h>
+#include <linux/ftrace.h>
 #include <linux/kprobes.h>
 #include <linux/netfilter.h>
 #include <linux/percpu.h>
@@ -36,6 +37,9 @@
 
 #if !IS_ENABLED(CONFIG_IPV6) || !IS_ENABLED(CONFIG_KRETPROBES) || !IS_ENABLED(CONFIG_NETFILTER)
 #error "toa needs CONFIG_IPV6, CONFIG_KRETPROBES and CONFIG_NETFILTER"
+#endif
+#if !IS_ENABLED(CONFIG_DYNAMIC_FTRACE_WITH_ARGS) && !IS_ENABLED(CONFIG_DYNAMIC_FTRACE_WITH_REGS)
+#error "toa needs CONFIG_DYNAMIC_FTRACE with arguments (DYNAMIC_FTRACE_WITH_ARGS or _WITH_REGS)"
 #endif
 
 
@@ -69,7 +73,7 @@ MODULE_PARM_DESC(getsockname_vip,
 
 /*
  * inet_getname() takes lock_sock() and may sleep while holding a kretprobe instance: give getname probes
- * (and the destructor probe) room for many concurrent callers. Exhaustion is counted in nmissed and
+ * room for many concurrent callers. Exhaustion is counted in nmissed and
  * shown in /proc/net/toa_stats.
  */
 #define TOA_GETNAME_MAXACTIVE 1024
@@ -106,17 +110,24 @@ struct kretprobe toa_krp_inet6_getname = {
 
 /*
  * Every inet socket, TCP children included, ends in inet_sock_destruct() (inet6_sock_destruct calls it),
- * before its memory is freed. A kretprobe, so that the entry is removed (which takes a table lock) in the
- * return handler, in the context inet_sock_destruct() runs in: a function-entry handler may run in the
- * NMI-like context of an int3 breakpoint on kernels without KPROBES_ON_FTRACE.
+ * before its memory is freed. Hooked with an ftrace_ops of its own, not a kprobe: a kprobe is skipped
+ * (a "miss") whenever it is hit while another kprobe's handler runs on that CPU, which happens when a
+ * softirq destroys a socket on the exit of an interrupt that came in during toa's getname handler, and a
+ * missed destruct would leave its entry behind. The callback runs in the context inet_sock_destruct()
+ * runs in (process or softirq), never in a breakpoint's; it does its own recursion check
+ * (FTRACE_OPS_FL_RECURSION) to count what it could not handle. The ops is filtered on that one function
+ * by src/probes.rs before it is registered.
  */
-struct kretprobe toa_krp_inet_sock_destruct = {
-	.kp.symbol_name = "inet_sock_destruct",
-	.entry_handler = toa_sock_destruct_entry,
-	.handler = toa_sock_destruct_ret,
-	.data_size = TOA_KRP_DATA_SIZE,
-	.maxactive = TOA_GETNAME_MAXACTIVE,
+struct ftrace_ops toa_ftrace_sock_destruct = {
+	.func = toa_sock_destruct_ftrace,
+	.flags = FTRACE_OPS_FL_RECURSION,
 };
+int toa_ftrace_recursion_trylock(unsigned long ip, unsigned long parent_ip)
+{
+	return ftrace_test_recursion_trylock(ip, parent_ip);
+}
+void toa_ftrace_recursion_unlock(int bit) { ftrace_test_recursion_unlock(bit); }
+unsigned long toa_fregs_arg(struct ftrace_regs *fregs, unsigned int n) { return ftrace_regs_get_argument(fregs, n); }
 
 void *toa_kri_data(struct kretprobe_instance *ri) { return ri->data; }
 unsigned long toa_regs_arg(struct pt_regs *regs, unsigned int n) { return regs_get_kernel_argument(regs, n); }

@@ -6,6 +6,7 @@
 #ifndef TOA_SHIM_H
 #define TOA_SHIM_H
 
+#include <linux/ftrace.h>
 #include <linux/kprobes.h>
 #include <linux/netfilter.h>
 #include <linux/proc_fs.h>
@@ -21,8 +22,8 @@ int toa_tcp_v4_syn_recv_sock_ret(struct kretprobe_instance *ri, struct pt_regs *
 int toa_tcp_v6_syn_recv_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
 int toa_getname_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
 int toa_getname_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
-int toa_sock_destruct_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
-int toa_sock_destruct_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
+void toa_sock_destruct_ftrace(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
+			      struct ftrace_regs *fregs);
 int toa_sockopt_get(struct sock *sk, int optval, void __user *user, int *len);
 int toa_stats_net_init(struct net *net);
 void toa_stats_net_pre_exit(struct net *net);
@@ -44,7 +45,7 @@ extern struct kretprobe toa_krp_tcp_v4_syn_recv_sock;
 extern struct kretprobe toa_krp_tcp_v6_syn_recv_sock;
 extern struct kretprobe toa_krp_inet_getname;
 extern struct kretprobe toa_krp_inet6_getname;
-extern struct kretprobe toa_krp_inet_sock_destruct;
+extern struct ftrace_ops toa_ftrace_sock_destruct;
 extern struct nf_sockopt_ops toa_sockopt_ops;
 extern const long toa_nr_getpeername;
 extern const long toa_nr_getsockname;
@@ -64,6 +65,9 @@ unsigned long toa_regs_arg(struct pt_regs *regs, unsigned int n);
 unsigned long toa_regs_ret(struct pt_regs *regs);
 void toa_regs_set_ret(struct pt_regs *regs, unsigned long rc);
 unsigned long toa_kretprobe_nmissed(const struct kretprobe *rp);
+int toa_ftrace_recursion_trylock(unsigned long ip, unsigned long parent_ip);
+void toa_ftrace_recursion_unlock(int bit);
+unsigned long toa_fregs_arg(struct ftrace_regs *fregs, unsigned int n);
 bool toa_in_task(void);
 bool toa_current_is_kthread(void);
 bool toa_in_compat_syscall(void);
