@@ -1,16 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The probe handlers: where toa sees connections being born, named and destroyed.
+//! The hook handlers: where toa sees connections being born, named and destroyed.
 //!
 //! * `tcp_v4_syn_recv_sock` / `tcp_v6_syn_recv_sock` (return): the kernel created a child socket from the
 //!   packet that completes the handshake (final ACK, SYN-cookie ACK, or TCP Fast Open SYN). When the
 //!   kernel keeps it (`*own_req`), its TCP options are scanned and a TOA is stored for the child. An
 //!   IPv4 packet reaching an IPv6 listener (v4-mapped) goes through `tcp_v6_syn_recv_sock`, which calls
 //!   `tcp_v4_syn_recv_sock`: only the inner (v4) probe handles it, so no connection is processed twice.
-//! * `inet_getname` / `inet6_getname` (return): `accept()` and `getpeername()` pass here; the peer address
-//!   the kernel just wrote is replaced by the stored client address.
-//! * `inet_sock_destruct` (entry saves `sk`, return removes its entry): every inet socket ends here before
-//!   its memory is freed.
+//! * `inet_getname` / `inet6_getname` (return, for sockets with an entry): `accept()` and `getpeername()`
+//!   pass here; the peer address the kernel just wrote is replaced by the stored client address.
+//! * `inet_sock_destruct` (an ftrace callback at its entry, not a kprobe, see `src/toa_shim.c`): every
+//!   inet socket ends here before its memory is freed; its entry is removed.
 //!
 //! Handlers run with preemption disabled (softirq for `syn_recv_sock`), never sleep, and never fail the
 //! probed call: toa only ever adds information.

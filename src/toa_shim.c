@@ -118,9 +118,14 @@ struct kretprobe toa_krp_inet6_getname = {
  * (FTRACE_OPS_FL_RECURSION) to count what it could not handle. The ops is filtered on that one function
  * by src/probes.rs before it is registered.
  */
+#ifdef CONFIG_HAVE_DYNAMIC_FTRACE_WITH_ARGS
+#define TOA_FTRACE_ARGS 0			/* every callback gets the arguments */
+#else
+#define TOA_FTRACE_ARGS FTRACE_OPS_FL_SAVE_REGS	/* only callbacks that ask for the registers */
+#endif
 struct ftrace_ops toa_ftrace_sock_destruct = {
 	.func = toa_sock_destruct_ftrace,
-	.flags = FTRACE_OPS_FL_RECURSION,
+	.flags = FTRACE_OPS_FL_RECURSION | TOA_FTRACE_ARGS,
 };
 int toa_ftrace_recursion_trylock(unsigned long ip, unsigned long parent_ip)
 {
