@@ -9,6 +9,19 @@ use crate::ffi::{self, FtraceOps, Kretprobe};
 use core::ffi::CStr;
 use kernel::prelude::*;
 
+/// Logs that hooking `symbol` failed with `ret` (`cannot <verb> <symbol> (error <ret>): <hint>`) and
+/// returns the error.
+fn failed(verb: &str, symbol: &CStr, ret: i32, hint: &str) -> Error {
+    pr_err!(
+        "cannot {} {} (error {}): {}\n",
+        verb,
+        symbol.to_str().unwrap_or("?"),
+        ret,
+        hint
+    );
+    Error::from_errno(ret)
+}
+
 /// A registered kretprobe (one of the shim's static `struct kretprobe`).
 pub(crate) struct KretprobeRegistration(*mut Kretprobe);
 
@@ -27,12 +40,12 @@ impl KretprobeRegistration {
         // SAFETY: per the function's contract.
         let ret = unsafe { ffi::register_kretprobe(rp) };
         if ret < 0 {
-            pr_err!(
-                "cannot probe {} (error {}): is it built in and not blacklisted?\n",
-                symbol.to_str().unwrap_or("?"),
-                ret
-            );
-            return Err(Error::from_errno(ret));
+            return Err(failed(
+                "probe",
+                symbol,
+                ret,
+                "is it built in and not blacklisted?",
+            ));
         }
         Ok(Self(rp))
     }
@@ -80,12 +93,12 @@ impl FtraceRegistration {
             }
         }
         if ret < 0 {
-            pr_err!(
-                "cannot trace {} (error {}): is it built in and traceable?\n",
-                symbol.to_str().unwrap_or("?"),
-                ret
-            );
-            return Err(Error::from_errno(ret));
+            return Err(failed(
+                "trace",
+                symbol,
+                ret,
+                "is it built in and traceable?",
+            ));
         }
         Ok(Self(ops))
     }

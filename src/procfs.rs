@@ -26,7 +26,7 @@ use crate::hooks;
 use crate::pernet::PernetRegistration;
 use crate::sockaddr::{Sockaddr, SockaddrIn, SockaddrIn6};
 use crate::stats::{self, Counter};
-use crate::store::{self, BucketGuard, Entry};
+use crate::store::{self, BucketGuard, Entry, LockedChain};
 use crate::wire::Origin;
 use core::ffi::{c_int, c_void, CStr};
 use kernel::prelude::*;
@@ -105,13 +105,6 @@ unsafe extern "C" fn toa_stats_show(seq: *mut SeqFile, _v: *mut c_void) -> c_int
 /// What `show` returns to have seq_file skip a record.
 const SEQ_SKIP: c_int = 1;
 
-/// Socket destructions the destructor hook missed. Each may have left an entry whose socket is gone:
-/// while any were missed, the dump lists nothing rather than read a socket that may be freed memory
-/// (lookups stay safe: they only compare the socket's address and identity).
-fn destruct_missed() -> u64 {
-    hooks::destruct_missed()
-}
-
 /// The private state of an open `toa_table` (`seq->private`, allocated by `__seq_open_private` in
 /// [`toa_table_open`]): its namespace, and where the dump stands.
 #[repr(C)]
@@ -175,42 +168,32 @@ impl TableIter {
     /// are the ones not listed yet), else the bucket from its start.
     fn find_from(&mut self, mut b: u32, resume: Option<*const Sock>) -> *mut Entry {
         self.held = None;
-        if destruct_missed() > 0 {
+        // Each missed destruction may have left an entry whose socket is gone: list nothing rather than
+        // read a socket that may be freed memory (lookups stay safe: they only compare the socket's
+        // address and identity).
+        if hooks::destruct_missed() > 0 {
             return core::ptr::null_mut();
         }
-        if let Some(sk) = resume {
-            if b < store::buckets() {
-                let guard = BucketGuard::lock(b);
-                // SAFETY: the bucket's lock is held.
-                let mut e = unsafe { store::first_in(b) };
-                while !e.is_null() {
-                    // SAFETY: `e` is in bucket `b`, whose lock is held; no destruction was missed.
-                    unsafe {
-                        if Entry::sk_of(e) == sk && self.is_ours(e) {
-                            return self.stand_on(b, e, guard);
-                        }
-                    }
-                    // SAFETY: as above.
-                    e = unsafe { store::next_in(e) };
-                }
-            }
-        }
+        let mut resume = resume;
         while b < store::buckets() {
-            if !store::bucket_is_empty(b) {
+            // `resume` needs its bucket's lock even to learn that the entry is gone.
+            if resume.is_some() || !store::bucket_is_empty(b) {
                 let guard = BucketGuard::lock(b);
-                // SAFETY: the bucket's lock is held.
-                let mut e = unsafe { store::first_in(b) };
-                while !e.is_null() {
-                    // SAFETY: as above.
-                    unsafe {
-                        if self.is_ours(e) {
-                            return self.stand_on(b, e, guard);
-                        }
-                    }
-                    // SAFETY: as above.
-                    e = unsafe { store::next_in(e) };
+                // SAFETY: the bucket's lock is held while the chain is walked; its entries are this
+                // table's and, no destruction missed, their sockets are live.
+                let found = unsafe {
+                    resume
+                        .and_then(|sk| {
+                            LockedChain::of(b).find(|&e| Entry::sk_of(e) == sk && self.is_ours(e))
+                        })
+                        .or_else(|| LockedChain::of(b).find(|&e| self.is_ours(e)))
+                };
+                if let Some(e) = found {
+                    // SAFETY: `e` is an entry of this namespace in bucket `b`, locked by `guard`.
+                    return unsafe { self.stand_on(b, e, guard) };
                 }
             }
+            resume = None;
             b += 1;
         }
         // At the end: a `read()` after this one resumes here, past the last bucket.
@@ -227,17 +210,15 @@ impl TableIter {
     unsafe fn next_after(&mut self, e: *const Entry) -> *mut Entry {
         // SAFETY: per the function's contract the chain of `e` is locked, and `find_from` checked that no
         // destruction was missed.
-        unsafe {
-            let mut n = store::next_in(e);
-            while !n.is_null() {
-                if self.is_ours(n) {
-                    self.sk = Entry::sk_of(n);
-                    return n;
-                }
-                n = store::next_in(n);
+        let next = unsafe { LockedChain::after(e).find(|&n| self.is_ours(n)) };
+        match next {
+            Some(n) => {
+                // SAFETY: as above, `n` is live.
+                self.sk = unsafe { Entry::sk_of(n) };
+                n
             }
+            None => self.find_from(self.bucket + 1, None),
         }
-        self.find_from(self.bucket + 1, None)
     }
 }
 
@@ -415,7 +396,7 @@ unsafe extern "C" fn toa_table_seq_show(seq: *mut SeqFile, v: *mut c_void) -> c_
     unsafe {
         if v == SEQ_START_TOKEN {
             ffi::toa_seq_puts(seq, c"sk local lb client vip origin\n".as_ptr());
-            let missed = destruct_missed();
+            let missed = hooks::destruct_missed();
             if missed > 0 {
                 ffi::seq_printf(
                     seq,

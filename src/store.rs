@@ -29,7 +29,7 @@
 //! entry that was freed and reused under it: it then ends on another bucket's nulls marker and starts
 //! over, as `__inet_lookup_established` does.
 //!
-//! Should a destruct ever be missed (a probe that could not run), the entry also records the connection's
+//! Should a destruct ever be missed (a hook that could not run), the entry also records the connection's
 //! identity ([`SkTag`]: its local and peer ports) and a lookup only answers for a socket with that
 //! identity: a later socket at the same address gets it only if it also has the same two ports.
 //!
@@ -492,7 +492,7 @@ impl Drop for Store {
             let mut link = Link(Table::head(b).load(Ordering::Relaxed));
             while let Some(e) = link.entry() {
                 // SAFETY: no one else uses the table any more: `e` is an entry of it, read before it is
-                // freed. Its socket is not touched: once the destructor probe is gone, sockets die without
+                // freed. Its socket is not touched: once the destructor hook is gone, sockets die without
                 // taking their entries along, so the socket may be freed memory already. (Not counted
                 // either: the counters of this module instance end with it.)
                 unsafe {
@@ -697,27 +697,41 @@ unsafe fn rcu_find<T>(
     }
 }
 
-/// The first entry of the chain of bucket `b`, or null.
-///
-/// # Safety
-///
-/// The caller holds the lock of bucket `b` (so the chain does not change and its entries are live).
-pub(crate) unsafe fn first_in(b: u32) -> *mut Entry {
-    Link(Table::head(b).load(Ordering::Relaxed))
-        .entry()
-        .unwrap_or(core::ptr::null_mut())
+/// The entries of a chain, in order, for a walker that holds the chain's bucket lock (so the chain does
+/// not change and its entries are live while it walks).
+pub(crate) struct LockedChain(Link);
+
+impl LockedChain {
+    /// The chain of bucket `b`.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the lock of bucket `b` for as long as it uses the iterator.
+    pub(crate) unsafe fn of(b: u32) -> Self {
+        LockedChain(Link(Table::head(b).load(Ordering::Relaxed)))
+    }
+
+    /// The entries after `e` in its chain.
+    ///
+    /// # Safety
+    ///
+    /// `e` is an entry of the table, and the caller holds its bucket's lock for as long as it uses the
+    /// iterator.
+    pub(crate) unsafe fn after(e: *const Entry) -> Self {
+        // SAFETY: per the function's contract `e` is live.
+        LockedChain(Link(unsafe { (*e).next.load(Ordering::Relaxed) }))
+    }
 }
 
-/// The entry after `e` in its chain, or null.
-///
-/// # Safety
-///
-/// The caller holds the lock of the bucket of `e`, an entry of the table.
-pub(crate) unsafe fn next_in(e: *const Entry) -> *mut Entry {
-    // SAFETY: per the function's contract `e` is live.
-    Link(unsafe { (*e).next.load(Ordering::Relaxed) })
-        .entry()
-        .unwrap_or(core::ptr::null_mut())
+impl Iterator for LockedChain {
+    type Item = *mut Entry;
+
+    fn next(&mut self) -> Option<*mut Entry> {
+        let e = self.0.entry()?;
+        // SAFETY: under the bucket lock (the constructors' contract), `e` is live.
+        self.0 = Link(unsafe { (*e).next.load(Ordering::Relaxed) });
+        Some(e)
+    }
 }
 
 /// Whether bucket `b` has no entry, without its lock (a hint: the dump skips empty buckets without
