@@ -39,25 +39,49 @@ macro_rules! toa_debug {
     };
 }
 
-/// Per-call data of the probes, kept in `kretprobe_instance::data` (at most `toa_krp_data_size` bytes).
+/// Bytes of per-call data the shim reserves in each `kretprobe_instance` (`TOA_KRP_DATA_SIZE`).
+const KRP_DATA_SIZE: usize = 8 * core::mem::size_of::<usize>();
+
+/// What the `syn_recv_sock` entry handler keeps for the return handler.
 #[repr(C)]
-struct CallData {
-    a: usize,
-    b: usize,
-    c: usize,
+struct SynRecvCall {
+    /// The packet that completes the handshake.
+    skb: *const SkBuff,
+    /// The caller's `own_req` (`bool *`), written by the probed function before it returns.
+    own_req: *const bool,
 }
 
-// The shim reserves `4 * sizeof(void *)` bytes per call instance (`TOA_KRP_DATA_SIZE`).
-const _: () = assert!(core::mem::size_of::<CallData>() <= 4 * core::mem::size_of::<usize>());
+/// What the getname entry handler keeps for the return handler: the endpoint to report, copied from the
+/// socket's entry at entry (it cannot change during the call: an entry goes only when its socket is
+/// destroyed, and the caller holds a reference to the socket).
+#[repr(C)]
+struct GetnameCall {
+    /// The socket's `sk`.
+    sk: *const Sock,
+    /// The kernel buffer the probed call fills (`struct sockaddr *`).
+    uaddr: *mut u8,
+    /// The client (`getpeername`, `accept`) or the VIP (`getsockname`).
+    ep: Endpoint,
+    /// Whether the call asks for the peer (`peer != 0`).
+    peer: bool,
+}
 
-/// Returns the per-call data of `ri`.
+const _: () = assert!(
+    core::mem::size_of::<SynRecvCall>() <= KRP_DATA_SIZE
+        && core::mem::size_of::<GetnameCall>() <= KRP_DATA_SIZE
+        && core::mem::align_of::<GetnameCall>() <= core::mem::align_of::<usize>()
+);
+
+/// The per-call data area of `ri`, as a `T`: the entry handler writes it, the return handler reads it.
 ///
 /// # Safety
 ///
-/// `ri` is the instance passed to a handler of one of toa's kretprobes (`data_size` >= `CallData`).
-unsafe fn call_data<'a>(ri: *mut KretprobeInstance) -> &'a mut CallData {
-    // SAFETY: per the function's contract the data area is ours, big enough and pointer-aligned.
-    unsafe { &mut *ffi::toa_kri_data(ri).cast::<CallData>() }
+/// `ri` is the instance passed to a handler of one of toa's kretprobes (whose `data_size` is
+/// [`KRP_DATA_SIZE`], pointer-aligned), and `T` is that probe's call-data type ([`SynRecvCall`] or
+/// [`GetnameCall`]). The area is uninitialized until the entry handler writes it.
+unsafe fn call_data<T>(ri: *mut KretprobeInstance) -> *mut T {
+    // SAFETY: per the function's contract.
+    unsafe { ffi::toa_kri_data(ri).cast::<T>() }
 }
 
 /// Argument `n` (0-based) of the probed call.
@@ -99,9 +123,10 @@ unsafe extern "C" fn toa_syn_recv_sock_entry(
     // SAFETY: called by the kprobes core for our kretprobes at the entry of
     // `tcp_v{4,6}_syn_recv_sock(sk, skb, req, dst, req_unhash, own_req)`.
     unsafe {
-        let d = call_data(ri);
-        d.a = arg(regs, 1); // skb
-        d.b = arg(regs, 5); // own_req
+        call_data::<SynRecvCall>(ri).write(SynRecvCall {
+            skb: arg(regs, 1) as *const SkBuff,
+            own_req: arg(regs, 5) as *const bool,
+        });
     }
     0
 }
@@ -115,12 +140,8 @@ unsafe fn syn_recv_sock_ret(ri: *mut KretprobeInstance, regs: *mut PtRegs) {
     // SAFETY: per the function's contract, the data was filled by `toa_syn_recv_sock_entry`, and the
     // skb and `own_req` stay valid until the probed function's caller is done with them.
     let (child, skb, own_req) = unsafe {
-        let d = call_data(ri);
-        (
-            ffi::toa_regs_ret(regs) as *const Sock,
-            d.a as *const SkBuff,
-            d.b as *const bool,
-        )
+        let d = &*call_data::<SynRecvCall>(ri);
+        (ffi::toa_regs_ret(regs) as *const Sock, d.skb, d.own_req)
     };
     // SAFETY: `own_req` points at the caller's `bool`, written by the probed function before returning.
     if child.is_null() || own_req.is_null() || !unsafe { own_req.read() } {
@@ -307,7 +328,7 @@ unsafe extern "C" fn toa_tcp_v6_syn_recv_sock_ret(
     // SAFETY: the return handler of the `tcp_v6_syn_recv_sock` kretprobe; the skb is the one saved at
     // entry, still owned by the caller.
     unsafe {
-        let skb = call_data(ri).a as *const SkBuff;
+        let skb = (*call_data::<SynRecvCall>(ri)).skb;
         // A v4-mapped connection: `tcp_v6_syn_recv_sock` called `tcp_v4_syn_recv_sock`, whose probe
         // already handled it.
         if ffi::toa_skb_protocol(skb) == ETH_P_IP.to_be() {
@@ -318,9 +339,10 @@ unsafe extern "C" fn toa_tcp_v6_syn_recv_sock_ret(
     0
 }
 
-/// Entry handler of the `inet_getname`/`inet6_getname` kretprobes: on a socket with an entry, saves
-/// `sock`, `uaddr`, `peer` for the return handler; on any other socket (most of them), returns 1 so that
-/// the kprobes core installs no return hook (the call then costs no return probe).
+/// Entry handler of the `inet_getname`/`inet6_getname` kretprobes: when the socket has an entry with
+/// something to report (the client for `peer != 0`, else the VIP when there is one and `getsockname_vip`
+/// is on), copies it for the return handler; on any other socket (most of them), returns 1 so that the
+/// kprobes core installs no return hook (the call then costs no return probe).
 ///
 /// # Safety
 ///
@@ -328,19 +350,26 @@ unsafe extern "C" fn toa_tcp_v6_syn_recv_sock_ret(
 #[no_mangle]
 unsafe extern "C" fn toa_getname_entry(ri: *mut KretprobeInstance, regs: *mut PtRegs) -> c_int {
     // SAFETY: the entry of `inet_getname` / `inet6_getname(sock, uaddr, peer)`; the caller holds a
-    // reference to `sock`, whose socket is live; `contains` is safe in a breakpoint's context.
+    // reference to `sock`, whose socket is live; `lookup` is safe in a breakpoint's context (RCU and
+    // plain loads only).
     unsafe {
-        let (sock, peer) = (arg(regs, 0), arg(regs, 2) as c_int);
-        if peer == 0 && !ffi::param_getsockname_vip() {
+        let peer = arg(regs, 2) as c_int != 0;
+        if !peer && !ffi::param_getsockname_vip() {
             return 1;
         }
-        if !store::contains(ffi::toa_socket_sk(sock as *const Socket)) {
+        let sk = ffi::toa_socket_sk(arg(regs, 0) as *const Socket);
+        let Some(toa) = store::lookup(sk) else {
             return 1;
-        }
-        let d = call_data(ri);
-        d.a = sock;
-        d.b = arg(regs, 1);
-        d.c = peer as usize;
+        };
+        let Some(ep) = (if peer { Some(toa.client) } else { toa.vip }) else {
+            return 1;
+        };
+        call_data::<GetnameCall>(ri).write(GetnameCall {
+            sk,
+            uaddr: arg(regs, 1) as *mut u8,
+            ep,
+            peer,
+        });
     }
     0
 }
@@ -427,43 +456,35 @@ unsafe fn rewrite(uaddr: *mut u8, family: u16, ep: &Endpoint, regs: *mut PtRegs)
 }
 
 /// Return handler of the getname kretprobes: for a TOA connection, `accept()`/`getpeername()` get the
-/// client, `getsockname()` the VIP when the TOA carried one (and `getsockname_vip` is on).
+/// client, `getsockname()` the VIP when the TOA carried one (and `getsockname_vip` is on). The endpoint
+/// was copied from the entry by [`toa_getname_entry`], which installs this handler only then.
 ///
 /// # Safety
 ///
 /// Only called by the kprobes core, for the probe the shim (`src/toa_shim.c`) attaches it to.
 #[no_mangle]
 unsafe extern "C" fn toa_getname_ret(ri: *mut KretprobeInstance, regs: *mut PtRegs) -> c_int {
-    // SAFETY: the return of `inet_getname` / `inet6_getname`, data saved by `toa_getname_entry`.
-    let (sock, uaddr, peer, ret) = unsafe {
-        let d = call_data(ri);
+    // SAFETY: the return of `inet_getname` / `inet6_getname`, data written by `toa_getname_entry`.
+    let (call, ret) = unsafe {
         (
-            d.a as *const Socket,
-            d.b as *mut u8,
-            d.c as c_int,
+            &*call_data::<GetnameCall>(ri),
             ffi::toa_regs_ret(regs) as c_int,
         )
     };
-    if ret < 0 || (peer == 0 && !ffi::param_getsockname_vip()) {
+    if ret < 0 {
         return 0;
     }
-    // SAFETY: `sock` is the socket the caller holds a reference to for the whole call.
-    let sk = unsafe { ffi::toa_socket_sk(sock) };
-    // SAFETY: as above.
-    let found = unsafe { store::lookup(sk) };
-    let Some(ep) = found.and_then(|t| if peer != 0 { Some(t.client) } else { t.vip }) else {
-        return 0;
-    };
-    // SAFETY: as above; the family of a socket never changes; `uaddr` and `regs` are the call's.
-    if unsafe { rewrite(uaddr, ffi::toa_sk_family(sk), &ep, regs) } {
-        if peer != 0 {
-            stats::inc(sk, Counter::GetnameToaOk);
+    // SAFETY: `sk` is the socket the caller holds a reference to for the whole call; its family never
+    // changes; `uaddr` and `regs` are the call's.
+    if unsafe { rewrite(call.uaddr, ffi::toa_sk_family(call.sk), &call.ep, regs) } {
+        if call.peer {
+            stats::inc(call.sk, Counter::GetnameToaOk);
         }
         toa_debug!(
             "{} on sk {:p}: {}\n",
-            if peer != 0 { "getname" } else { "getsockname" },
-            sk,
-            ep
+            if call.peer { "getname" } else { "getsockname" },
+            call.sk,
+            call.ep
         );
     }
     0
@@ -493,8 +514,8 @@ unsafe extern "C" fn toa_sock_destruct_ftrace(
     _op: *mut ffi::FtraceOps,
     fregs: *mut ffi::FtraceRegs,
 ) {
-    // SAFETY: an ftrace callback (`FTRACE_OPS_FL_RECURSION`: it checks recursion itself, which also
-    // disables preemption until the unlock).
+    // SAFETY: an ftrace callback whose ops leaves the recursion check to it (no `FTRACE_OPS_FL_RECURSION`);
+    // the check also disables preemption until the unlock.
     let bit = unsafe { ffi::toa_ftrace_recursion_trylock(ip, parent_ip) };
     if bit < 0 {
         DESTRUCT_MISSED.fetch_add(1, Ordering::Relaxed);

@@ -67,9 +67,12 @@ module_param_named(getsockname_vip, toa_param_getsockname_vip, bool, 0644);
 MODULE_PARM_DESC(getsockname_vip,
 		 "getsockname() returns the VIP:vport an IP-option TOA (seed 004) carries (default: Y)");
 
-/* ---- Probes: the Rust handlers keep at most TOA_KRP_DATA_SIZE bytes per call instance ---- */
+/*
+ * ---- Probes: the Rust handlers keep at most TOA_KRP_DATA_SIZE bytes per call instance (KRP_DATA_SIZE in
+ * src/hooks.rs, which checks its call-data types against it) ----
+ */
 
-#define TOA_KRP_DATA_SIZE (4 * sizeof(void *))
+#define TOA_KRP_DATA_SIZE (8 * sizeof(void *))
 
 /*
  * inet_getname() takes lock_sock() and may sleep while holding a kretprobe instance: give getname probes
@@ -114,9 +117,11 @@ struct kretprobe toa_krp_inet6_getname = {
  * (a "miss") whenever it is hit while another kprobe's handler runs on that CPU, which happens when a
  * softirq destroys a socket on the exit of an interrupt that came in during toa's getname handler, and a
  * missed destruct would leave its entry behind. The callback runs in the context inet_sock_destruct()
- * runs in (process or softirq), never in a breakpoint's; it does its own recursion check
- * (FTRACE_OPS_FL_RECURSION) to count what it could not handle. The ops is filtered on that one function
- * by src/probes.rs before it is registered.
+ * runs in (process or softirq), never in a breakpoint's. It does its own recursion check, to count what
+ * it could not handle, so the ops does not set FTRACE_OPS_FL_RECURSION: that flag asks ftrace to do the
+ * check, through ftrace_ops_assist_func, which would drop a refused call silently (and cost a call more
+ * on every socket destruction). The ops is filtered on that one function by src/probes.rs before it is
+ * registered.
  */
 #ifdef CONFIG_HAVE_DYNAMIC_FTRACE_WITH_ARGS
 #define TOA_FTRACE_ARGS 0			/* every callback gets the arguments */
@@ -125,7 +130,7 @@ struct kretprobe toa_krp_inet6_getname = {
 #endif
 struct ftrace_ops toa_ftrace_sock_destruct = {
 	.func = toa_sock_destruct_ftrace,
-	.flags = FTRACE_OPS_FL_RECURSION | TOA_FTRACE_ARGS,
+	.flags = TOA_FTRACE_ARGS,
 };
 int toa_ftrace_recursion_trylock(unsigned long ip, unsigned long parent_ip)
 {
