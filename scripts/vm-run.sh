@@ -8,7 +8,10 @@
 #   scripts/vm-run.sh KDIR --no-insmod [--rodir GUEST=HOST] -- COMMAND [ARGS...]
 #       (COMMAND loads the module itself, e.g. with modprobe; HOST is shared read-only at GUEST)
 #
-# KVM is used when it works on this host (probed once, result cached); otherwise TCG.
+# KVM is used when it works on this host (probed once, result cached); otherwise TCG. Under TCG,
+# TOA_VM_ICOUNT (e.g. "shift=0,sleep=off") runs the guest with qemu's -icount: its clock then advances by
+# the instructions it executes (2^shift ns each), so timings inside are deterministic and immune to host
+# load (scripts/bench.sh uses it). COMMAND sees TOA_VM_CLOCK: kvm, tcg or tcg-icount:<value>.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/env.sh
@@ -48,7 +51,16 @@ fi
 # live-patching code (probe registration goes through ftrace/text_poke), giving an "Oops: int3" that
 # real CPUs cannot produce; it reproduced in 3 of 3 full unload-under-load runs and never with
 # thread=single.
-[ "$(cat "$probe")" = yes ] && kvm_flag=() || kvm_flag+=("--qemu-opts=-accel tcg,thread=single")
+if [ "$(cat "$probe")" = yes ]; then
+	kvm_flag=()
+	clock=kvm
+elif [ -n "${TOA_VM_ICOUNT:-}" ]; then
+	kvm_flag+=("--qemu-opts=-accel tcg,thread=single -icount $TOA_VM_ICOUNT")
+	clock=tcg-icount:$TOA_VM_ICOUNT
+else
+	kvm_flag+=("--qemu-opts=-accel tcg,thread=single")
+	clock=tcg
+fi
 
 # virtme-ng lays fresh overlays over /var, /tmp, /etc...: hand the module over through the clone, and
 # share the clone itself at its own path (it may live under one of those directories).
@@ -66,7 +78,7 @@ vng_common+=(--rodir "$top" "${extra[@]}")
 for a in "$@"; do
 	case $a in *$'\n'*) echo "vm-run.sh: arguments must be single-line" >&2; exit 2 ;; esac
 done
-cmd=$(printf '%q ' "$here/vm-inner.sh" "$vm_ko" "$params" "$@")
+cmd=$(printf '%q ' "$here/vm-inner.sh" "$vm_ko" "$params" env "TOA_VM_CLOCK=$clock" "$@")
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

@@ -162,10 +162,12 @@ pub(crate) fn workload(ctx: &mut Ctx, what: &str, n: usize) -> i32 {
     allow_fds(n + 4096);
     let mut server = Server::new();
     let r = match what {
+        // The sockets are closed with RST afterwards, so that loads can follow each other in one VM.
         "accept" => server
             .warm_up(ctx)
             .and_then(|_| server.open(ctx, n, true))
-            .map(|(_, r)| format!("{r:.0} conn/s")),
+            .and_then(|(socks, r)| server.close(ctx, socks).map(|_| r))
+            .map(|r| format!("{r:.0} conn/s")),
         "getpeername" => server
             .open(ctx, 1, true)
             .map(|(s, _)| format!("{:.0} calls/s", lookup_rate(&s, n))),
@@ -183,10 +185,25 @@ pub(crate) fn workload(ctx: &mut Ctx, what: &str, n: usize) -> i32 {
     }
 }
 
+/// What the guest's clock measures, from `TOA_VM_CLOCK` (set by `scripts/vm-run.sh`).
+fn clock() -> String {
+    match std::env::var("TOA_VM_CLOCK").unwrap_or_default().as_str() {
+        "kvm" => "clock: KVM, real time".to_string(),
+        "tcg" => "clock: TCG, the host's wall clock (its load shows in the rounds' spread)".to_string(),
+        c if c.starts_with("tcg-icount:") => format!(
+            "clock: TCG with qemu -icount {}: guest time counts the instructions executed \
+             (1 ns each at shift=0), so rates and ratios are per instruction and repeat from run to run",
+            &c["tcg-icount:".len()..]
+        ),
+        c => format!("clock: unknown ({c:?})"),
+    }
+}
+
 pub(crate) fn run(ctx: &mut Ctx) -> i32 {
     match bench(ctx) {
         Ok(rows) => {
             println!();
+            println!("{}", clock());
             println!(
                 "{:<64} {:>8}  {:<8} {:<4} context",
                 "measure", "ratio", "goal", "met"
@@ -280,6 +297,11 @@ fn bench(ctx: &mut Ctx) -> Result<Vec<Row>, String> {
     allow_fds(max + MAX_EXTRA + 4096);
     let mut rows = Vec::new();
     let mut server = Server::new();
+    // Every load runs on CPU 1 (its softirqs too: the LB emulator's writes to the tun device run the
+    // receive path on the writer's CPU), row 4's reader on CPU 0: the same placement in every run. Not
+    // CPU 0 for the loads: the boot CPU also takes the VM's device interrupts and housekeeping, which
+    // spread row 1's rounds (0.937-0.979 there, against 0.926-0.940 unbound).
+    pin_to_cpu(1);
 
     eprintln!("bench: 1. accept rounds");
     // 1. Accepted connections per second with a TOA on every connection: toa loaded vs no module, in
@@ -449,7 +471,10 @@ fn accept_during(
     read: impl Fn() -> usize + Send + Sync,
 ) -> Result<(Duration, usize, f64), String> {
     std::thread::scope(|scope| {
-        let reader = scope.spawn(|| {
+            let reader = scope.spawn(|| {
+            // The other vCPU than the accept loop's (see `bench`): the read and the loop each have a
+            // CPU, whatever the scheduler would have done.
+            pin_to_cpu(0);
             let t = Instant::now();
             let (mut reads, mut r) = (0u32, 0);
             while reads == 0 || t.elapsed() < Duration::from_secs(3) {
@@ -469,6 +494,18 @@ fn accept_during(
         let (took, r) = reader.join().expect("reader thread");
         Ok((took, r, rate))
     })
+}
+
+/// Binds the calling thread to `cpu`, if the VM has it (with one vCPU nothing is bound, and row 4's
+/// reader shares the CPU with the accept loop).
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: `set` is a plain bit set, initialised by CPU_ZERO before use; the call only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
 }
 
 /// getpeername calls per second on the middle socket of `socks`.
