@@ -471,7 +471,7 @@ fn accept_during(
     read: impl Fn() -> usize + Send + Sync,
 ) -> Result<(Duration, usize, f64), String> {
     std::thread::scope(|scope| {
-            let reader = scope.spawn(|| {
+        let reader = scope.spawn(|| {
             // The other vCPU than the accept loop's (see `bench`): the read and the loop each have a
             // CPU, whatever the scheduler would have done.
             pin_to_cpu(0);
