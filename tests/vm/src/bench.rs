@@ -309,9 +309,10 @@ fn bench(ctx: &mut Ctx) -> Result<Vec<Row>, String> {
     // 1. Accepted connections per second with a TOA on every connection: toa loaded vs no module, in
     // interleaved rounds (each after a warm-up); the ratio is the median of the rounds' ratios, so that
     // one round disturbed by the host does not move it.
-    // For context, toa loaded with connections without TOA: what the probes cost when only their entry
-    // handlers run for `getname` and the destructor (the `syn_recv_sock` return hook runs for every
-    // connection: its entry cannot know yet whether the handshake carries a TOA).
+    // For context, toa loaded with connections whose handshake carries a same-size option that is not a
+    // TOA: what the hooks cost a connection without TOA (the `syn_recv_sock` return hook runs for every
+    // connection, since its entry cannot know yet whether the handshake carries a TOA; getname and the
+    // destructor only look for an entry).
     let (rounds, per) = (7, 3000);
     let (mut with, mut without, mut ratios, mut no_toa_ratios) = (0.0, 0.0, Vec::new(), Vec::new());
     for _ in 0..rounds {
@@ -498,8 +499,8 @@ fn accept_during(
     })
 }
 
-/// Binds the calling thread to `cpu`, if the VM has it (with one vCPU nothing is bound, and row 4's
-/// reader shares the CPU with the accept loop).
+/// Binds the calling thread to `cpu`. On a VM without that CPU the call fails and the thread stays
+/// unbound (with one vCPU, row 4's reader shares it with the accept loop).
 fn pin_to_cpu(cpu: usize) {
     // SAFETY: `set` is a plain bit set, initialised by CPU_ZERO before use; the call only reads it.
     unsafe {
