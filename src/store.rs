@@ -489,16 +489,14 @@ impl Drop for Store {
         // SAFETY: `synchronize_rcu` may sleep; module exit runs in process context.
         unsafe { ffi::synchronize_rcu() };
         for b in 0..Table::buckets() {
-            let mut link = Link(Table::head(b).load(Ordering::Relaxed));
-            while let Some(e) = link.entry() {
-                // SAFETY: no one else uses the table any more: `e` is an entry of it, read before it is
-                // freed. Its socket is not touched: once the destructor hook is gone, sockets die without
-                // taking their entries along, so the socket may be freed memory already. (Not counted
-                // either: the counters of this module instance end with it.)
-                unsafe {
-                    link = Link((*e).next.load(Ordering::Relaxed));
-                    free_entry_now(e);
-                }
+            // SAFETY: no one else uses the table any more, which is as good as holding every bucket lock;
+            // the iterator reads an entry's `next` before it yields the entry, so freeing it is safe.
+            for e in unsafe { LockedChain::of(b) } {
+                // SAFETY: `e` is an entry of the table, unreachable by anyone else. Its socket is not
+                // touched: once the destructor hook is gone, sockets die without taking their entries
+                // along, so the socket may be freed memory already. (Not counted either: the counters of
+                // this module instance end with it.)
+                unsafe { free_entry_now(e) };
             }
         }
         ENTRY_CACHE.store(core::ptr::null_mut(), Ordering::Relaxed);
@@ -608,10 +606,9 @@ pub(crate) unsafe fn insert(sk: *const Sock, toa: &Toa) -> Result {
     Ok(())
 }
 
-/// Whether `sk` has an entry: a lockless look, for the probes' entry handlers, which install their return
-/// handler only then (most sockets have no entry). Safe in any context, a breakpoint's NMI-like one
-/// included (RCU and plain loads only). An entry is inserted before its socket is visible to anyone (in
-/// `syn_recv_sock`, before the socket is queued for `accept()`), so no later call on the socket can miss it.
+/// Whether `sk` has an entry: a lockless look, for the destructor hook, which takes the bucket lock only
+/// then (most sockets have no entry). Safe in any context, a breakpoint's NMI-like one included (RCU and
+/// plain loads only).
 ///
 /// # Safety
 ///
@@ -637,7 +634,10 @@ pub(crate) fn remove(sk: *const Sock) {
     }
 }
 
-/// The TOA stored for `sk`, or `None` when `sk` has no entry of its own.
+/// The TOA stored for `sk`, or `None` when `sk` has no entry of its own. Safe in any context, a
+/// breakpoint's NMI-like one included (RCU and plain loads only). An entry is inserted before its socket
+/// is visible to anyone (in `syn_recv_sock`, before the socket is queued for `accept()`), so no later call
+/// on the socket can miss it.
 ///
 /// # Safety
 ///
@@ -706,7 +706,8 @@ impl LockedChain {
     ///
     /// # Safety
     ///
-    /// The caller holds the lock of bucket `b` for as long as it uses the iterator.
+    /// The caller holds the lock of bucket `b` for as long as it uses the iterator, or is the table's only
+    /// user left ([`Store`]'s drop). An entry may be freed once yielded: its `next` was read before.
     pub(crate) unsafe fn of(b: u32) -> Self {
         LockedChain(Link(Table::head(b).load(Ordering::Relaxed)))
     }
