@@ -60,7 +60,24 @@ opaque! {
     SpinLock;
     /// `struct kmem_cache`: a slab cache.
     KmemCache;
+    /// `struct nf_hook_ops`: a netfilter hook.
+    NfHookOps;
+    /// `struct nf_hook_state`: where a packet is in netfilter (hook, namespace, devices).
+    NfHookState;
+    /// `struct xarray`.
+    XArray;
+    /// `struct mutex`.
+    Mutex;
+    /// `struct delayed_work`.
+    DelayedWork;
+    /// `struct work_struct`.
+    WorkStruct;
 }
+
+/// `NF_ACCEPT` (`include/uapi/linux/netfilter.h`): let the packet go on.
+pub(crate) const NF_ACCEPT: u32 = 1;
+/// `IPPROTO_UDP`.
+pub(crate) const IPPROTO_UDP: u8 = 17;
 
 /// `SEQ_START_TOKEN` of `include/linux/seq_file.h`.
 pub(crate) const SEQ_START_TOKEN: *mut c_void = 1 as *mut c_void;
@@ -221,6 +238,52 @@ extern "C" {
     pub(crate) fn toa_skb_transport_header(skb: *const SkBuff) -> *const u8;
     pub(crate) fn toa_skb_headlen_from_transport(skb: *const SkBuff) -> c_uint;
 
+    // ---- UOA (src/uoa.rs, src/uoa/)
+    pub(crate) static mut toa_param_uoa: bool;
+    pub(crate) static mut toa_param_uoa_timeout: c_uint;
+    pub(crate) static mut toa_param_uoa_max_mappings: c_uint;
+    pub(crate) static toa_uoa_nf_ops: [NfHookOps; 2];
+    pub(crate) static mut toa_uoa_sockopt_ops: NfSockoptOps;
+    pub(crate) static mut toa_uoa_net_ops: PernetOperations;
+    pub(crate) static mut toa_uoa_nets: XArray;
+    pub(crate) static mut toa_uoa_nets_mutex: Mutex;
+    pub(crate) static mut toa_uoa_sweep_work: DelayedWork;
+    pub(crate) static toa_uoa_iter_size: c_uint;
+    pub(crate) static toa_uoa_table_seq_ops: SeqOperations;
+    pub(crate) static toa_hz: c_uint;
+    pub(crate) fn toa_nf_state_net(state: *const NfHookState) -> *mut Net;
+    pub(crate) fn nf_register_net_hooks(net: *mut Net, reg: *const NfHookOps, n: c_uint) -> c_int;
+    pub(crate) fn nf_unregister_net_hooks(net: *mut Net, reg: *const NfHookOps, n: c_uint);
+    pub(crate) fn toa_uoa_nets_store(inum: c_ulong, net: *mut Net) -> c_int;
+    pub(crate) fn xa_load(xa: *mut XArray, index: c_ulong) -> *mut c_void;
+    pub(crate) fn xa_erase(xa: *mut XArray, index: c_ulong) -> *mut c_void;
+    pub(crate) fn toa_mutex_lock(m: *mut Mutex);
+    pub(crate) fn mutex_unlock(m: *mut Mutex);
+    pub(crate) fn toa_schedule_delayed_work(dwork: *mut DelayedWork, delay: c_ulong) -> bool;
+    pub(crate) fn cancel_delayed_work_sync(dwork: *mut DelayedWork) -> bool;
+    pub(crate) fn toa_uoa_walker(seq: *mut SeqFile) -> *mut c_void;
+    pub(crate) fn toa_seq_file_net(seq: *mut SeqFile) -> *mut Net;
+    pub(crate) fn proc_create_net_data(
+        name: *const c_char,
+        mode: u16,
+        parent: *mut ProcDirEntry,
+        ops: *const SeqOperations,
+        state_size: c_uint,
+        data: *mut c_void,
+    ) -> *mut ProcDirEntry;
+    pub(crate) fn toa_net_inum(net: *const Net) -> c_uint;
+    pub(crate) fn toa_jiffies() -> c_ulong;
+    pub(crate) fn toa_jhash2(k: *const u32, words: u32, initval: u32) -> u32;
+    pub(crate) fn get_random_u32() -> u32;
+    pub(crate) fn toa_sk_protocol(sk: *const Sock) -> u8;
+    pub(crate) fn toa_skb_len_from_network(skb: *const SkBuff) -> c_uint;
+    pub(crate) fn toa_skb_copy_from_network(
+        skb: *const SkBuff,
+        to: *mut c_void,
+        len: c_uint,
+    ) -> c_int;
+    pub(crate) fn toa_net_uoa_mappings_slot(net: *const Net) -> *mut isize;
+
     // ---- logging
     pub(crate) fn toa_debug_ratelimit() -> bool;
 }
@@ -231,7 +294,8 @@ pub(crate) fn param_debug() -> bool {
     unsafe { core::ptr::read_volatile(core::ptr::addr_of!(toa_param_debug)) }
 }
 
-/// `nat64_getpeername` module parameter: seed 004's sockaddr_in6 from getpeername() on AF_INET sockets.
+/// `nat64_getpeername` module parameter: the IP-option TOA/UOA design's sockaddr_in6 from
+/// getpeername() on AF_INET sockets.
 pub(crate) fn param_nat64_getpeername() -> bool {
     // SAFETY: as in `param_debug`.
     unsafe { core::ptr::read_volatile(core::ptr::addr_of!(toa_param_nat64_getpeername)) }

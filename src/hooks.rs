@@ -219,7 +219,7 @@ impl Drop for Trust {
 }
 
 /// Whether a TOA in a packet from the source address in `ip_header` may be used.
-fn trusted(ip_header: &[u8]) -> bool {
+pub(crate) fn trusted(ip_header: &[u8]) -> bool {
     let list = TRUST.load(Ordering::Acquire);
     if list.is_null() {
         return true;
@@ -231,9 +231,9 @@ fn trusted(ip_header: &[u8]) -> bool {
 
 /// The TOA of the packet that created `child`, counting what was found or malformed.
 ///
-/// An IP-level TOA (seed 004) wins over a TCP-option TOA in the same packet: it is the carrier the
-/// seed-004 load balancers use for both TOA and UOA, and it brings the VIP, so `getpeername()` and
-/// `getsockname()` then answer from one and the same option. A malformed IP-option block is ignored (and
+/// An IP-level TOA (the IP-option TOA/UOA design) wins over a TCP-option TOA in the same packet: it
+/// is the carrier the load balancers of that design use for both TOA and UOA, and it brings the VIP,
+/// so `getpeername()` and `getsockname()` then answer from one and the same option. A malformed IP-option block is ignored (and
 /// counted) and the TCP options are still looked at.
 ///
 /// # Safety
@@ -378,7 +378,7 @@ unsafe extern "C" fn toa_getname_entry(ri: *mut KretprobeInstance, regs: *mut Pt
 const SOCKADDR_IN6_LEN: usize = core::mem::size_of::<SockaddrIn6>();
 
 /// Whether the task's current syscall is `getpeername`/`getsockname`/`accept`/`accept4` and its user buffer holds a
-/// `sockaddr_in6` (seed 004's condition to return an IPv6 address on an `AF_INET` socket). Only a native
+/// `sockaddr_in6` (the IP-option TOA/UOA design's condition to return an IPv6 address on an `AF_INET` socket). Only a native
 /// syscall of a user task qualifies: there the kernel buffer is a `sockaddr_storage`.
 fn caller_buffer_holds_sockaddr_in6() -> bool {
     // SAFETY: task-context checks and reads of the current task's saved syscall registers; the user
@@ -411,7 +411,8 @@ fn caller_buffer_holds_sockaddr_in6() -> bool {
 
 /// Writes `ep` over the address a getname call of a socket of `family` just wrote at `uaddr`, by the
 /// family rules of the README: the socket's own family, IPv4 as `::ffff:a.b.c.d` on `AF_INET6`, and an
-/// IPv6 address on an `AF_INET` socket only in seed 004's mode when the caller's buffer holds it.
+/// IPv6 address on an `AF_INET` socket only in the IP-option TOA/UOA design's mode when the caller's
+/// buffer holds it.
 /// Returns whether it wrote.
 ///
 /// # Safety

@@ -5,7 +5,8 @@
 //! `toa_stats` (classic layout of the existing TOA modules, parsed by monitoring scripts): a header of 34
 //! spaces then `CPU<n>` left-aligned in 11 columns for each possible CPU; then one row per counter, the
 //! name left-aligned in 25 columns, `:`, and per CPU the value right-aligned in 10 columns and a space.
-//! The seven counters of seed 000 come first, in its order; toa's own rows follow. The probe-miss rows
+//! The seven counters of Tencent Cloud CLB's TOA module come first, in its order; toa's own rows
+//! follow, then the probe-miss rows, then the UDP (UOA) rows. The probe-miss rows
 //! (`missed_*`) are kernel-wide totals, not per-CPU: they are shown in the first CPU column, 0 elsewhere,
 //! so that summing a row still gives the total.
 //!
@@ -89,15 +90,21 @@ unsafe extern "C" fn toa_stats_show(seq: *mut SeqFile, _v: *mut c_void) -> c_int
             ffi::seq_printf(seq, c"CPU%-8d".as_ptr(), cpu);
         }
         ffi::toa_seq_puts(seq, c"\n".as_ptr());
-        stats::with_counters(ffi::toa_seq_single_net(seq), |read| {
-            for (counter, name) in Counter::ALL {
-                stats_row(seq, name, |cpu| read(counter, cpu));
-            }
-        });
+        let (tcp, udp) = Counter::ALL.split_at(Counter::TCP_ROWS);
+        let net = ffi::toa_seq_single_net(seq);
+        let counter_rows = |rows: &[(Counter, &CStr)]| {
+            stats::with_counters(net, |read| {
+                for &(counter, name) in rows {
+                    stats_row(seq, name, |cpu| read(counter, cpu));
+                }
+            })
+        };
+        counter_rows(tcp);
         let first = stats::possible_cpus().next();
         for (name, total) in probe_misses() {
             stats_row(seq, name, |cpu| if Some(cpu) == first { total } else { 0 });
         }
+        counter_rows(udp);
     }
     0
 }
@@ -381,6 +388,7 @@ fn origin_name(o: Origin) -> &'static CStr {
         Origin::TcpOption(_) => c"tcp254",
         Origin::Ipv4Option => c"ip4opt31",
         Origin::Ipv6DestOption => c"ip6opt31",
+        Origin::DpvsIpv4Option => c"dpvsopt31",
     }
 }
 

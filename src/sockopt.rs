@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! `getsockopt(fd, IPPROTO_IP, TOA_SO_GET_LOOKUP = 4096, &struct toa_nat64_peer, &len)`: the NAT64 API of
-//! Tencent CLB (seed 000) and Huawei ELB (seed 002), served through a netfilter socket-option range
+//! Tencent Cloud CLB and Huawei Cloud ELB, served through a netfilter socket-option range
 //! (`nf_register_sockopt`, PF_INET, options 4096..=4096). It also reaches `AF_INET6` sockets: their
 //! `IPPROTO_IP` options fall through to `ip_getsockopt`.
 //!

@@ -6,7 +6,7 @@
 //! the namespace of the socket it happens to, on the current CPU (`this_cpu_inc`); readers print the
 //! arrays without locking. A namespace's counters live from its creation (or toa's load) to its
 //! dismantling (or toa's unload). The first seven counters are the
-//! ones of Tencent's TOA (seed 000), in its order; monitoring scripts rely on their names and order.
+//! ones of Tencent Cloud CLB's TOA module, in its order; monitoring scripts rely on their names and order.
 
 use crate::ffi::{self, Net, Sock};
 use crate::pernet::PernetRegistration;
@@ -18,20 +18,20 @@ use kernel::prelude::*;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub(crate) enum Counter {
-    /// A connection kept by the kernel (`own_req`) whose packet carried a TOA (seed 000).
+    /// A connection kept by the kernel (`own_req`) whose packet carried a TOA (Tencent's TOA).
     SynRecvSockToa,
-    /// A connection kept by the kernel without a usable TOA (none, or malformed options) (seed 000).
+    /// A connection kept by the kernel without a usable TOA (none, or malformed options) (Tencent's TOA).
     SynRecvSockNoToa,
     /// An address handed to the application: rewritten by `accept()`/`getpeername()`, or returned by
-    /// getsockopt 4096 (seed 000).
+    /// getsockopt 4096 (Tencent's TOA).
     GetnameToaOk,
-    /// getsockopt 4096 on a connection whose TOA holds an IPv4 client (seed 000).
+    /// getsockopt 4096 on a connection whose TOA holds an IPv4 client (Tencent's TOA).
     GetnameToaMismatch,
-    /// getsockopt 4096 on a connection without TOA (seed 000).
+    /// getsockopt 4096 on a connection without TOA (Tencent's TOA).
     GetnameToaEmpty,
-    /// A per-socket entry allocated (every TOA stored, IPv4 or IPv6) (seed 000).
+    /// A per-socket entry allocated (every TOA stored, IPv4 or IPv6) (Tencent's TOA).
     Ip6AddressAlloc,
-    /// A per-socket entry freed: equals `Ip6AddressAlloc` once all TOA connections are gone (seed 000).
+    /// A per-socket entry freed: equals `Ip6AddressAlloc` once all TOA connections are gone (Tencent's TOA).
     Ip6AddressFree,
     /// A packet whose TCP option list was malformed (bad data offset or option length): ignored.
     TcpOptionMalformed,
@@ -48,11 +48,31 @@ pub(crate) enum Counter {
     StoreInsertFailed,
     /// An entry left by an earlier socket at the same address, replaced (its destruction was missed).
     StoreStaleReplaced,
+    /// A UDP datagram whose IP option 31 (UOA) was stored for its flow.
+    UoaOptionFound,
+    /// A UDP datagram whose IP options or destination options were malformed: ignored (the datagram is
+    /// delivered).
+    UoaOptionMalformed,
+    /// A UDP datagram's UOA from a source outside `trusted_sources`: ignored.
+    UoaUntrustedSource,
+    /// getsockopt 2048/2049 answered.
+    UoaLookupOk,
+    /// getsockopt 2048/2049 for a flow without a live mapping (`ENOENT`).
+    UoaLookupMissed,
+    /// A mapping removed after `uoa_timeout` seconds without datagrams or lookups.
+    UoaMappingExpired,
+    /// A new flow's UOA not stored: the namespace holds `uoa_max_mappings` already.
+    UoaMapFull,
+    /// A flow mapping allocated (a newer option for a flow allocates its replacement).
+    UoaMappingAlloc,
+    /// A flow mapping freed: equals `UoaMappingAlloc` once every mapping is gone.
+    UoaMappingFree,
 }
 
 impl Counter {
-    /// Every counter, in display order, with its `/proc/net/toa_stats` row name.
-    pub(crate) const ALL: [(Counter, &'static CStr); 13] = [
+    /// Every counter, in display order, with its `/proc/net/toa_stats` row name: the TCP rows
+    /// ([`Counter::TCP_ROWS`] of them, which the probe-miss rows follow), then the UDP (UOA) ones.
+    pub(crate) const ALL: [(Counter, &'static CStr); 22] = [
         (Counter::SynRecvSockToa, c"syn_recv_sock_toa"),
         (Counter::SynRecvSockNoToa, c"syn_recv_sock_no_toa"),
         (Counter::GetnameToaOk, c"getname_toa_ok"),
@@ -66,7 +86,19 @@ impl Counter {
         (Counter::UntrustedSource, c"toa_untrusted_source"),
         (Counter::StoreInsertFailed, c"store_insert_failed"),
         (Counter::StoreStaleReplaced, c"store_stale_replaced"),
+        (Counter::UoaOptionFound, c"uoa_option_found"),
+        (Counter::UoaOptionMalformed, c"uoa_option_malformed"),
+        (Counter::UoaUntrustedSource, c"uoa_untrusted_source"),
+        (Counter::UoaLookupOk, c"uoa_lookup_ok"),
+        (Counter::UoaLookupMissed, c"uoa_lookup_missed"),
+        (Counter::UoaMappingExpired, c"uoa_mapping_expired"),
+        (Counter::UoaMapFull, c"uoa_map_full"),
+        (Counter::UoaMappingAlloc, c"uoa_mapping_alloc"),
+        (Counter::UoaMappingFree, c"uoa_mapping_free"),
     ];
+
+    /// How many of [`Counter::ALL`] are TCP rows, shown before the probe-miss rows.
+    pub(crate) const TCP_ROWS: usize = 13;
 }
 
 const N_COUNTERS: usize = Counter::ALL.len();
@@ -84,11 +116,18 @@ unsafe fn slot<'a>(net: *const Net) -> &'a AtomicPtr<u64> {
 
 /// Counts one event on the current CPU, in the namespace of `sk`.
 pub(crate) fn inc(sk: *const Sock, c: Counter) {
-    // SAFETY: `sk` is a socket the caller holds (or is destroying): its namespace is alive, and so are
-    // its counters until `toa_stats_net_pre_exit`, which RCU orders against this read-side section.
+    // SAFETY: `sk` is a socket the caller holds (or is destroying): its namespace is alive.
+    inc_net(unsafe { ffi::toa_sk_net(sk) }, c)
+}
+
+/// Counts one event on the current CPU, in namespace `net` (a live namespace: the caller's packet's,
+/// socket's, or one the UOA sweeper holds).
+pub(crate) fn inc_net(net: *const Net, c: Counter) {
+    // SAFETY: `net` is alive, and so are its counters until `toa_stats_net_pre_exit`, which RCU orders
+    // against this read-side section.
     unsafe {
         ffi::toa_rcu_read_lock();
-        let base = slot(ffi::toa_sk_net(sk)).load(Ordering::Acquire);
+        let base = slot(net).load(Ordering::Acquire);
         if !base.is_null() {
             ffi::toa_percpu_inc(base, c as c_uint);
         }

@@ -106,27 +106,32 @@ impl PackedEndpoint {
     }
 }
 
-/// The parts of an entry that RCU readers copy while a writer may be recycling the object: 24 bytes,
-/// 8-aligned, no padding, every bit pattern valid. They are moved as three volatile 8-byte accesses
-/// (a racy copy that the reader validates afterwards, like a seqcount reader's), not byte by byte.
+/// Data that RCU readers copy while a writer may be recycling the object that holds it: a multiple of 8
+/// bytes, 8-aligned, no padding, every bit pattern valid. It is moved as volatile 8-byte accesses (a racy
+/// copy that the reader validates afterwards, like a seqcount reader's), not byte by byte. Used by the
+/// socket store's entries and by the UOA flow map (`src/uoa/flows.rs`).
 ///
 /// # Safety
 ///
 /// Implemented only for types with exactly that layout.
-unsafe trait Words: Copy {
+pub(crate) unsafe trait Words: Copy {
     /// Copies `*src`.
     ///
     /// # Safety
     ///
     /// `src` points to readable memory holding a `Self` (possibly being rewritten concurrently).
+    #[inline(always)]
     unsafe fn load(src: *const Self) -> Self {
-        let mut w = [0u64; 3];
-        for (i, word) in w.iter_mut().enumerate() {
-            // SAFETY: per the contracts, `src` is 8-aligned and 24 bytes long.
-            *word = unsafe { src.cast::<u64>().add(i).read_volatile() };
+        let mut out = core::mem::MaybeUninit::<Self>::uninit();
+        for i in 0..core::mem::size_of::<Self>() / 8 {
+            // SAFETY: per the contracts, `src` and `out` are 8-aligned and a multiple of 8 bytes long.
+            unsafe {
+                let word = src.cast::<u64>().add(i).read_volatile();
+                out.as_mut_ptr().cast::<u64>().add(i).write(word);
+            }
         }
-        // SAFETY: same size, and every bit pattern is a valid `Self` (the trait's contract).
-        unsafe { core::mem::transmute_copy(&w) }
+        // SAFETY: every word was written, and every bit pattern is a valid `Self` (the trait's contract).
+        unsafe { out.assume_init() }
     }
 
     /// Writes `self` to `dst`.
@@ -134,12 +139,16 @@ unsafe trait Words: Copy {
     /// # Safety
     ///
     /// `dst` points to writable memory for a `Self`.
+    #[inline(always)]
     unsafe fn store(self, dst: *mut Self) {
-        // SAFETY: same size, and `Self` has no padding (the trait's contract).
-        let w: [u64; 3] = unsafe { core::mem::transmute_copy(&self) };
-        for (i, word) in w.into_iter().enumerate() {
-            // SAFETY: per the contracts, `dst` is 8-aligned and 24 bytes long.
-            unsafe { dst.cast::<u64>().add(i).write_volatile(word) };
+        let src: *const Self = &self;
+        for i in 0..core::mem::size_of::<Self>() / 8 {
+            // SAFETY: per the contracts, both are 8-aligned and a multiple of 8 bytes long; `Self` has no
+            // padding, so every word read is initialised.
+            unsafe {
+                let word = src.cast::<u64>().add(i).read();
+                dst.cast::<u64>().add(i).write_volatile(word);
+            }
         }
     }
 }
@@ -154,15 +163,17 @@ const _: () = assert!(core::mem::align_of::<PackedEndpoint>() == 8);
 const _: () = assert!(core::mem::size_of::<EntryData>() == 24);
 const _: () = assert!(core::mem::align_of::<EntryData>() == 8);
 
-/// [`Origin`] in one byte: the TCP option kind (never 0 or 1, which are EOL and NOP), or these two.
+/// [`Origin`] in one byte: the TCP option kind (never 0, 1 or 2: EOL, NOP and MSS), or these three.
 const ORIGIN_IPV4_OPTION: u8 = 0;
 const ORIGIN_IPV6_DEST_OPTION: u8 = 1;
+const ORIGIN_DPVS_IPV4_OPTION: u8 = 2;
 
 fn pack_origin(o: Origin) -> u8 {
     match o {
         Origin::TcpOption(kind) => kind,
         Origin::Ipv4Option => ORIGIN_IPV4_OPTION,
         Origin::Ipv6DestOption => ORIGIN_IPV6_DEST_OPTION,
+        Origin::DpvsIpv4Option => ORIGIN_DPVS_IPV4_OPTION,
     }
 }
 
@@ -202,7 +213,7 @@ struct EntryData {
     client_addr: [u8; 16],
 }
 
-/// An [`Entry`] followed by the VIP the TOA carried (IP-option TOA of seed 004, ByteDance's 254/16).
+/// An [`Entry`] followed by the VIP the TOA carried (the IP-option TOA/UOA design's, ByteDance's 254/16).
 #[repr(C)]
 struct EntryWithVip {
     entry: Entry,
@@ -817,6 +828,7 @@ fn unpack_origin(o: u8) -> Origin {
     match o {
         ORIGIN_IPV4_OPTION => Origin::Ipv4Option,
         ORIGIN_IPV6_DEST_OPTION => Origin::Ipv6DestOption,
+        ORIGIN_DPVS_IPV4_OPTION => Origin::DpvsIpv4Option,
         kind => Origin::TcpOption(kind),
     }
 }

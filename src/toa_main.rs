@@ -14,6 +14,7 @@
 //! * [`hooks`]: the probe and ftrace handlers (connection created, named, destroyed), registered by
 //!   [`probes`];
 //! * [`sockopt`] and [`procfs`]: the user API;
+//! * [`uoa`]: the same for UDP (UOA): flow map, netfilter hooks, getsockopt 2048/2049, `/proc/net/uoa_table`;
 //! * this file: module parameters check, init and exit, in dependency order.
 //!
 //! [`ffi`] declares the C shim (`toa_shim.c`) and the kernel functions all of these use.
@@ -29,6 +30,7 @@ mod sockaddr;
 mod sockopt;
 mod stats;
 mod store;
+mod uoa;
 // `pub`: this file is also part of the host crate `toa-wire`.
 pub mod trust;
 // `pub`: this file is also the public API of the host crate `toa-wire`.
@@ -58,6 +60,8 @@ struct Toa {
 /// entries' sockets), then the destructor hook, then the store (frees what is left after an RCU grace
 /// period, without touching sockets: they may be gone), then the counters.
 struct Parts {
+    // UDP first: it uses the counters, the trusted sources and the namespaces' toa state below.
+    _uoa: Option<uoa::Uoa>,
     _getname: [KretprobeRegistration; 2],
     _syn_recv_sock: [KretprobeRegistration; 2],
     _sockopt: sockopt::SockoptRegistration,
@@ -113,8 +117,14 @@ impl kernel::Module for Toa {
                 )?,
             ]
         };
-        pr_info!("toa load success, TOA version {}\n", VERSION);
+        let uoa = uoa::Uoa::new()?;
+        pr_info!(
+            "toa load success, TOA version {}{}\n",
+            VERSION,
+            if uoa.is_some() { ", UOA on" } else { "" }
+        );
         let parts = Parts {
+            _uoa: uoa,
             _getname: getname,
             _syn_recv_sock: syn_recv_sock,
             _sockopt: sockopt,

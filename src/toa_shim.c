@@ -25,6 +25,13 @@
 #include <linux/slab.h>
 #include <linux/sched.h>
 #include <linux/compat.h>
+#include <linux/jhash.h>
+#include <linux/jiffies.h>
+#include <linux/mutex.h>
+#include <linux/netfilter_ipv4.h>
+#include <linux/netfilter_ipv6.h>
+#include <linux/workqueue.h>
+#include <linux/xarray.h>
 #include <net/inet_hashtables.h>
 #include <net/inet_sock.h>
 #include <net/ipv6.h>
@@ -52,7 +59,7 @@ MODULE_PARM_DESC(debug, "Log one rate-limited line per TOA connection and per ad
 bool toa_param_nat64_getpeername;
 module_param_named(nat64_getpeername, toa_param_nat64_getpeername, bool, 0644);
 MODULE_PARM_DESC(nat64_getpeername,
-		 "Seed 004 mode: on an AF_INET socket whose TOA carries an IPv6 client, getpeername()/accept() return "
+		 "IP-option TOA/UOA design mode: on an AF_INET socket whose TOA carries an IPv6 client, getpeername()/accept() return "
 		 "a sockaddr_in6 when the caller's buffer can hold one (default: N, use getsockopt 4096)");
 
 char *toa_param_trusted_sources = "";
@@ -65,7 +72,7 @@ MODULE_PARM_DESC(trusted_sources,
 bool toa_param_getsockname_vip = true;
 module_param_named(getsockname_vip, toa_param_getsockname_vip, bool, 0644);
 MODULE_PARM_DESC(getsockname_vip,
-		 "getsockname() returns the VIP:vport an IP-option TOA (seed 004) carries (default: Y)");
+		 "getsockname() returns the VIP:vport an IP-option TOA carries (default: Y)");
 
 /*
  * ---- Probes: the Rust handlers keep at most TOA_KRP_DATA_SIZE bytes per call instance (KRP_DATA_SIZE in
@@ -204,6 +211,101 @@ void *toa_kmem_cache_alloc_atomic(struct kmem_cache *cache) { return kmem_cache_
 void toa_rcu_read_lock(void) { rcu_read_lock(); }
 void toa_rcu_read_unlock(void) { rcu_read_unlock(); }
 
+/* ---- UOA: UDP datagrams' IP option 31, the flow map, getsockopt 2048/2049 (src/uoa.rs, src/uoa/) ---- */
+
+bool toa_param_uoa = true;
+module_param_named(uoa, toa_param_uoa, bool, 0444);
+MODULE_PARM_DESC(uoa,
+		 "Serve UDP too (UOA): read the client address load balancers put in IP option 31 of UDP datagrams "
+		 "and answer getsockopt(IPPROTO_IP, 2048 / 2049) (default: Y)");
+
+unsigned int toa_param_uoa_timeout = 360;
+module_param_named(uoa_timeout, toa_param_uoa_timeout, uint, 0444);
+MODULE_PARM_DESC(uoa_timeout,
+		 "Seconds a UDP flow's mapping lives without a datagram or a lookup, 1 to 43200 (default: 360, as "
+		 "the public UOA modules)");
+
+unsigned int toa_param_uoa_max_mappings = 262144;
+module_param_named(uoa_max_mappings, toa_param_uoa_max_mappings, uint, 0444);
+MODULE_PARM_DESC(uoa_max_mappings,
+		 "Most UDP flow mappings per network namespace, 256 to 16777216; when full, new flows are not "
+		 "mapped (counted in uoa_map_full) and existing ones are kept (default: 262144)");
+
+/* After conntrack and NAT (NF_IP_PRI_NAT_SRC = 100): the addresses the receiving socket will see. */
+const struct nf_hook_ops toa_uoa_nf_ops[2] = {
+	{
+		.hook = toa_uoa_hook_v4,
+		.pf = NFPROTO_IPV4,
+		.hooknum = NF_INET_LOCAL_IN,
+		.priority = NF_IP_PRI_NAT_SRC + 1,
+	},
+	{
+		.hook = toa_uoa_hook_v6,
+		.pf = NFPROTO_IPV6,
+		.hooknum = NF_INET_LOCAL_IN,
+		.priority = NF_IP6_PRI_NAT_SRC + 1,
+	},
+};
+struct net *toa_nf_state_net(const struct nf_hook_state *state) { return state->net; }
+
+struct nf_sockopt_ops toa_uoa_sockopt_ops = {
+	.pf = PF_INET,
+	.get_optmin = 2048,		/* UOA_SO_GET_LOOKUP */
+	.get_optmax = 2049 + 1,		/* UOA_SO_GET_LOOKUP1 + 1: the range is non-inclusive */
+	.get = toa_uoa_sockopt_get,
+	.owner = THIS_MODULE,
+};
+
+struct pernet_operations toa_uoa_net_ops = {
+	.init = toa_uoa_net_init,
+	.pre_exit = toa_uoa_net_pre_exit,
+	.exit = toa_uoa_net_exit,
+};
+
+/* The namespaces with UOA state, by ns.inum (what a flow records of its namespace). */
+DEFINE_XARRAY(toa_uoa_nets);
+int toa_uoa_nets_store(unsigned long inum, struct net *net)
+{
+	return xa_err(xa_store(&toa_uoa_nets, inum, net, GFP_KERNEL));
+}
+/* Held by the sweeper while it uses namespaces found in toa_uoa_nets, and by a namespace's exit around
+ * its removal from it. */
+DEFINE_MUTEX(toa_uoa_nets_mutex);
+void toa_mutex_lock(struct mutex *m) { mutex_lock(m); }
+
+/* The expiry sweeper: one work item for every namespace's flows, rescheduled by itself. */
+DECLARE_DELAYED_WORK(toa_uoa_sweep_work, toa_uoa_sweep);
+bool toa_schedule_delayed_work(struct delayed_work *dwork, unsigned long delay)
+{
+	return schedule_delayed_work(dwork, delay);
+}
+
+/* /proc/net/uoa_table: a seq_file_net state followed by the Rust walker's (src/uoa/procfs.rs). */
+struct toa_uoa_iter {
+	struct seq_net_private p;
+	u64 walker[TOA_UOA_WALKER_WORDS];
+};
+const unsigned int toa_uoa_iter_size = sizeof(struct toa_uoa_iter);
+void *toa_uoa_walker(struct seq_file *seq) { return ((struct toa_uoa_iter *)seq->private)->walker; }
+struct net *toa_seq_file_net(struct seq_file *seq) { return seq_file_net(seq); }
+const struct seq_operations toa_uoa_table_seq_ops = {
+	.start = toa_uoa_table_seq_start,
+	.next = toa_uoa_table_seq_next,
+	.stop = toa_uoa_table_seq_stop,
+	.show = toa_uoa_table_seq_show,
+};
+
+unsigned int toa_net_inum(const struct net *net) { return net->ns.inum; }
+unsigned long toa_jiffies(void) { return jiffies; }
+const unsigned int toa_hz = HZ;
+u32 toa_jhash2(const u32 *k, u32 words, u32 initval) { return jhash2(k, words, initval); }
+unsigned char toa_sk_protocol(const struct sock *sk) { return sk->sk_protocol; }
+unsigned int toa_skb_len_from_network(const struct sk_buff *skb) { return skb->len - skb_network_offset(skb); }
+int toa_skb_copy_from_network(const struct sk_buff *skb, void *to, unsigned int len)
+{
+	return skb_copy_bits(skb, skb_network_offset(skb), to, len);
+}
+
 /* ---- Per-CPU counters: an array of u64 per possible CPU ---- */
 
 u64 __percpu *toa_alloc_percpu(size_t size, size_t align) { return __alloc_percpu(size, align); }
@@ -218,6 +320,7 @@ unsigned int toa_nr_cpu_ids(void) { return nr_cpu_ids; }
 struct toa_net {
 	u64 __percpu *stats;
 	u64 __percpu *retired;
+	long uoa_mappings;	/* the namespace's UOA flow mappings (src/uoa/flows.rs) */
 };
 unsigned int toa_net_id;
 
@@ -236,6 +339,10 @@ u64 __percpu **toa_net_stats_slot(const struct net *net)
 u64 __percpu **toa_net_stats_retired_slot(const struct net *net)
 {
 	return &((struct toa_net *)net_generic(net, toa_net_id))->retired;
+}
+long *toa_net_uoa_mappings_slot(const struct net *net)
+{
+	return &((struct toa_net *)net_generic(net, toa_net_id))->uoa_mappings;
 }
 
 struct pernet_operations toa_proc_net_ops = {

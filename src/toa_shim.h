@@ -8,7 +8,10 @@
 
 #include <linux/ftrace.h>
 #include <linux/kprobes.h>
+#include <linux/mutex.h>
 #include <linux/netfilter.h>
+#include <linux/workqueue.h>
+#include <linux/xarray.h>
 #include <linux/proc_fs.h>
 #include <linux/spinlock.h>
 #include <linux/seq_file.h>
@@ -36,6 +39,20 @@ void toa_table_seq_stop(struct seq_file *seq, void *v);
 int toa_table_seq_show(struct seq_file *seq, void *v);
 int toa_table_open(struct inode *inode, struct file *file);
 int toa_table_release(struct inode *inode, struct file *file);
+unsigned int toa_uoa_hook_v4(void *priv, struct sk_buff *skb, const struct nf_hook_state *state);
+unsigned int toa_uoa_hook_v6(void *priv, struct sk_buff *skb, const struct nf_hook_state *state);
+int toa_uoa_sockopt_get(struct sock *sk, int optval, void __user *user, int *len);
+int toa_uoa_net_init(struct net *net);
+void toa_uoa_net_pre_exit(struct net *net);
+void toa_uoa_net_exit(struct net *net);
+void toa_uoa_sweep(struct work_struct *work);
+void *toa_uoa_table_seq_start(struct seq_file *seq, loff_t *pos);
+void *toa_uoa_table_seq_next(struct seq_file *seq, void *v, loff_t *pos);
+void toa_uoa_table_seq_stop(struct seq_file *seq, void *v);
+int toa_uoa_table_seq_show(struct seq_file *seq, void *v);
+
+/* Words of the uoa_table walker's state (src/uoa/procfs.rs checks its size against it). */
+#define TOA_UOA_WALKER_WORDS 16
 
 /* Objects and parameters. */
 extern bool toa_param_debug;
@@ -58,6 +75,18 @@ extern unsigned int toa_net_id;
 extern char *toa_param_trusted_sources;
 extern const struct seq_operations toa_table_seq_ops;
 extern const struct proc_ops toa_table_proc_ops;
+extern bool toa_param_uoa;
+extern unsigned int toa_param_uoa_timeout;
+extern unsigned int toa_param_uoa_max_mappings;
+extern const struct nf_hook_ops toa_uoa_nf_ops[2];
+extern struct nf_sockopt_ops toa_uoa_sockopt_ops;
+extern struct pernet_operations toa_uoa_net_ops;
+extern struct xarray toa_uoa_nets;
+extern struct mutex toa_uoa_nets_mutex;
+extern struct delayed_work toa_uoa_sweep_work;
+extern const unsigned int toa_uoa_iter_size;
+extern const struct seq_operations toa_uoa_table_seq_ops;
+extern const unsigned int toa_hz;
 
 /* Wrappers and field reads. */
 void *toa_kri_data(struct kretprobe_instance *ri);
@@ -115,5 +144,18 @@ unsigned int toa_skb_network_header_len(const struct sk_buff *skb);
 const unsigned char *toa_skb_transport_header(const struct sk_buff *skb);
 unsigned int toa_skb_headlen_from_transport(const struct sk_buff *skb);
 bool toa_debug_ratelimit(void);
+struct net *toa_nf_state_net(const struct nf_hook_state *state);
+int toa_uoa_nets_store(unsigned long inum, struct net *net);
+void toa_mutex_lock(struct mutex *m);
+bool toa_schedule_delayed_work(struct delayed_work *dwork, unsigned long delay);
+void *toa_uoa_walker(struct seq_file *seq);
+struct net *toa_seq_file_net(struct seq_file *seq);
+unsigned int toa_net_inum(const struct net *net);
+unsigned long toa_jiffies(void);
+u32 toa_jhash2(const u32 *k, u32 words, u32 initval);
+unsigned char toa_sk_protocol(const struct sock *sk);
+unsigned int toa_skb_len_from_network(const struct sk_buff *skb);
+int toa_skb_copy_from_network(const struct sk_buff *skb, void *to, unsigned int len);
+long *toa_net_uoa_mappings_slot(const struct net *net);
 
 #endif /* TOA_SHIM_H */

@@ -6,23 +6,24 @@
 //! host crate `toa-wire` (`crates/toa-wire`), where it is unit-tested and fuzzed. Every length read from a
 //! packet is checked before it is used; nothing here can panic on any input.
 //!
-//! Formats (see `shared/reference/wire-formats.md`; all multi-byte fields in network byte order, the port
+//! Formats (`docs/protocol.md` describes each; all multi-byte fields in network byte order, the port
 //! before the address):
 //!
 //! | kind | len | payload after kind, len                    | sent by                                   |
 //! |------|-----|--------------------------------------------|-------------------------------------------|
-//! | 200  | 8   | cport(2) cip4(4)                           | Tencent CLB hybrid cloud (seed 000)       |
-//! | 254  | 8   | cport(2) cip4(4)                           | LVS FULLNAT, Huawei ELB (seed 003), DPVS  |
+//! | 200  | 8   | cport(2) cip4(4)                           | Tencent CLB hybrid cloud                  |
+//! | 254  | 8   | cport(2) cip4(4)                           | LVS FULLNAT, Huawei ELB, DPVS             |
 //! | 253  | 8   | cport(2) cip4(4)                           | UCloud                                    |
-//! | 254  | 20  | cport(2) cip6(16)                          | DPVS, Huawei ELB IPv6 branch (seed 002)   |
-//! | 253  | 20  | cport(2) cip6(16)                          | Tencent CLB NAT64 (seed 000)              |
+//! | 254  | 20  | cport(2) cip6(16)                          | DPVS, Huawei ELB IPv6 branch              |
+//! | 253  | 20  | cport(2) cip6(16)                          | Tencent CLB NAT64                         |
 //! | 254  | 16  | cport(2) cip4(4) pad(2) vport(2) vip4(4)   | ByteDance (client and VIP)                |
 //!
 //! A (kind, len) pair that is not in the table is not a TOA: kinds 253 and 254 are also the RFC 4727
 //! experimental kinds (Linux's own experimental TCP Fast Open option is 254 with len 4 + cookie), so such an
 //! option is skipped like any unknown option, never treated as malformed.
 //!
-//! IP-level TOA (seed 004, a load-balancer team's design unifying TOA and UOA), client and VIP:
+//! IP-level TOA (the IP-option TOA/UOA design, a load-balancer team's design unifying TOA and UOA),
+//! client and VIP:
 //!
 //! | carrier                         | type | len    | bytes after type, len                            |
 //! |---------------------------------|------|--------|--------------------------------------------------|
@@ -30,17 +31,30 @@
 //! | IPv6 destination option (TLV)   | 31   | 12, 36 | cport vport cip vip                              |
 //!
 //! IPv4 lengths 16/40 (IPv6 option lengths 12/36) carry IPv4/IPv6 addresses; in the IPv4 option, bit 0 of
-//! `operation` repeats the address family (0 = IPv4, 1 = IPv6) and must agree with the length. DPVS's UOA
-//! uses the same type with cport + caddr only (IPv4 option len 8/20, IPv6 option len 6/18): told apart by
-//! length and ignored. Any other length of type 31 is malformed.
+//! `operation` repeats the address family (0 = IPv4, 1 = IPv6) and must agree with the length.
+//!
+//! DPVS's UOA IPv4 option uses the same type with the client only, told apart by length:
+//!
+//! | carrier                         | type | len    | bytes after type, len                            |
+//! |---------------------------------|------|--------|--------------------------------------------------|
+//! | IPv4 option                     | 31   | 8, 20  | cport(2) caddr(4 or 16)                          |
+//!
+//! It is read only by the UDP scans ([`scan_udp_ipv4`], which report it as [`Origin::DpvsIpv4Option`], no
+//! VIP); the TCP scans ([`scan_ipv4_options`], [`scan_ipv4_header`], [`scan_ip_header`]) skip it. DPVS has
+//! no IPv6 option form: an IPv6 destination option 31 of optlen 6/18 (the same payload) is skipped by every
+//! scan. Any other length of type 31 is malformed.
+//!
+//! UDP datagrams ([`scan_udp_ipv4`], [`scan_udp_ipv6`]) are read from the IP header on: the IP header with
+//! its options or extension headers, then the UDP header (RFC 768), whose ports come first:
+//! sport(2) dport(2) length(2) checksum(2), network byte order.
 
 /// TCP option kind: end of option list (RFC 9293).
 pub const TCPOPT_EOL: u8 = 0;
 /// TCP option kind: no-operation, one byte (RFC 9293).
 pub const TCPOPT_NOP: u8 = 1;
-/// TCP option kind 200: Tencent CLB's client IPv4 address (seed 000, tcpdump shows `unknown-200`).
+/// TCP option kind 200: Tencent CLB's client IPv4 address (tcpdump shows `unknown-200`).
 pub const TCPOPT_TOA_TENCENT: u8 = 200;
-/// TCP option kind 253: Tencent CLB's NAT64 client IPv6 address (seed 000, `unknown-253`); IPv4 for UCloud.
+/// TCP option kind 253: Tencent CLB's NAT64 client IPv6 address (tcpdump: `unknown-253`); IPv4 for UCloud.
 pub const TCPOPT_TOA_NAT64: u8 = 253;
 /// TCP option kind 254: LVS FULLNAT / Huawei ELB / DPVS client address (IPv4 or IPv6 by length).
 pub const TCPOPT_TOA: u8 = 254;
@@ -84,10 +98,13 @@ pub struct Endpoint {
 pub enum Origin {
     /// A TCP option of this kind (200, 253 or 254).
     TcpOption(u8),
-    /// IPv4 option 31 (seed 004).
+    /// IPv4 option 31 (the IP-option TOA/UOA design).
     Ipv4Option,
-    /// Option 31 of an IPv6 destination-options header (seed 004).
+    /// Option 31 of an IPv6 destination-options header (the IP-option TOA/UOA design).
     Ipv6DestOption,
+    /// DPVS's UOA IPv4 option: option 31 of length 8 (cport, IPv4 caddr) or 20 (cport, IPv6 caddr), no
+    /// VIP. Read only by [`scan_udp_ipv4`]; the TCP scans skip it.
+    DpvsIpv4Option,
 }
 
 /// What a TOA tells about a connection: the real client, and the virtual address the client connected to
@@ -234,7 +251,8 @@ impl core::fmt::Display for Endpoint {
     }
 }
 
-/// IPv4 option type and IPv6 destination option type of the IP-level TOA (seed 004).
+/// IPv4 option type and IPv6 destination option type of the IP-level TOA (the IP-option TOA/UOA
+/// design); also the type of DPVS's UOA IPv4 option.
 pub const IPOPT_TOA: u8 = 31;
 /// IPv4 option: end of option list (RFC 791).
 pub const IPOPT_EOL: u8 = 0;
@@ -324,11 +342,25 @@ fn walk_tlv(
     }
 }
 
-/// Scans IPv4 options (the bytes after the 20-byte fixed header, `ihl * 4 - 20` of them) for option 31.
-///
-/// Walks every option (EOL ends the list, NOP is one byte, every other length must be at least 2 and
-/// stay inside `opts`); the first TOA wins; a structural error or a malformed option 31 rejects the list.
-pub fn scan_ipv4_options(opts: &[u8]) -> Scan {
+/// Decodes DPVS's UOA IPv4 option given its whole bytes (`opt[0]` = 31, `opt[1]` = len == `opt.len()`):
+/// `cport(2) caddr(4)` for len 8, `cport(2) caddr(16)` for len 20, network byte order; no VIP.
+fn decode_dpvs_uoa(opt: &[u8]) -> Option<Toa> {
+    let port = be16(opt, 2)?;
+    let addr = match opt.len() {
+        8 => Addr::V4(array(opt, 4)?),
+        20 => Addr::V6(array(opt, 4)?),
+        _ => return None,
+    };
+    Some(Toa {
+        client: Endpoint { addr, port },
+        vip: None,
+        origin: Origin::DpvsIpv4Option,
+    })
+}
+
+/// The IPv4 option walker of the TCP scans (`dpvs` false: option 31 of len 8/20 is skipped) and of the
+/// UDP scans (`dpvs` true: it is read as DPVS's UOA IPv4 option).
+fn scan_ipv4_options_mode(opts: &[u8], dpvs: bool) -> Scan {
     walk_tlv(opts, &[IPOPT_NOP], Some(IPOPT_EOL), true, |kind, opt| {
         if kind != IPOPT_TOA {
             return None;
@@ -336,7 +368,9 @@ pub fn scan_ipv4_options(opts: &[u8]) -> Scan {
         let v6 = match opt.len() {
             16 => false,
             40 => true,
-            8 | 20 => return None, // DPVS UOA: cport + caddr, not a TOA
+            // DPVS's UOA IPv4 option: cport + caddr, no VIP.
+            8 | 20 if dpvs => return decode_dpvs_uoa(opt).map(Scan::Found),
+            8 | 20 => return None,
             _ => return Some(Scan::Malformed(Malformed::BadToaLength)),
         };
         let operation = *opt.get(2)?;
@@ -347,8 +381,18 @@ pub fn scan_ipv4_options(opts: &[u8]) -> Scan {
     })
 }
 
+/// Scans IPv4 options (the bytes after the 20-byte fixed header, `ihl * 4 - 20` of them) for option 31,
+/// for a TCP segment.
+///
+/// Walks every option (EOL ends the list, NOP is one byte, every other length must be at least 2 and
+/// stay inside `opts`); the first TOA wins; a structural error or a malformed option 31 rejects the list.
+/// DPVS's UOA IPv4 option (len 8/20) is skipped: DPVS sends it on UDP only (see [`scan_udp_ipv4`]).
+pub fn scan_ipv4_options(opts: &[u8]) -> Scan {
+    scan_ipv4_options_mode(opts, false)
+}
+
 /// Scans a whole IPv4 header (fixed part and options), from the skb's network header to its transport
-/// header.
+/// header, of a TCP segment: the options are scanned with [`scan_ipv4_options`].
 pub fn scan_ipv4_header(header: &[u8]) -> Scan {
     let Some(&vihl) = header.first() else {
         return Scan::Malformed(Malformed::BadIpHeader);
@@ -423,8 +467,9 @@ pub fn scan_ipv6_headers(packet: &[u8]) -> Scan {
     }
 }
 
-/// Scans an IPv4 header (with options) or an IPv6 header (with extension headers), by its version, for
-/// an IP-level TOA: [`scan_ipv4_header`] or [`scan_ipv6_headers`].
+/// Scans an IPv4 header (with options) or an IPv6 header (with extension headers) of a TCP segment, by its
+/// version, for an IP-level TOA: [`scan_ipv4_header`] or [`scan_ipv6_headers`]. UDP datagrams are read
+/// with [`scan_udp_ipv4`] and [`scan_udp_ipv6`].
 pub fn scan_ip_header(header: &[u8]) -> Scan {
     match header.first().map(|b| b >> 4) {
         Some(4) => scan_ipv4_header(header),
@@ -440,5 +485,91 @@ pub fn ip_source(header: &[u8]) -> Option<Addr> {
         4 => Some(Addr::V4(array(header, 12)?)),
         6 => Some(Addr::V6(array(header, 8)?)),
         _ => None,
+    }
+}
+
+/// IPv4 protocol number and IPv6 next-header value of UDP (RFC 768).
+pub const IPPROTO_UDP: u8 = 17;
+
+/// A UDP datagram's ports and the IP-level TOA/UOA its IP header carries, as read by [`scan_udp_ipv4`]
+/// and [`scan_udp_ipv6`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpDatagram {
+    /// The UDP source port, host byte order (converted from the network-order UDP header).
+    pub sport: u16,
+    /// The UDP destination port, host byte order.
+    pub dport: u16,
+    /// The scan of the IP options (IPv4) or destination options (IPv6): the IP-option TOA/UOA design's
+    /// option 31 (client and VIP), or, for IPv4 only, DPVS's UOA IPv4 option (client only).
+    pub scan: Scan,
+}
+
+/// The UDP source and destination ports of the UDP header starting at `at` (host byte order); `None`
+/// when those 4 bytes are not all inside `packet`.
+fn udp_ports(packet: &[u8], at: usize) -> Option<(u16, u16)> {
+    Some((be16(packet, at)?, be16(packet, at.checked_add(2)?)?))
+}
+
+/// Reads an IPv4 UDP datagram from its IP header on (the skb's network header; `packet` may end anywhere
+/// after the UDP ports): its ports, and the IP-level TOA/UOA of its options.
+///
+/// `None` unless it is a UDP datagram whose UDP ports are inside `packet`: version 4, ihl of at least 5
+/// words, protocol (byte 9) [`IPPROTO_UDP`], fragment offset (low 13 bits of bytes 6-7) zero (a later
+/// fragment has no UDP header), and the 4 port bytes at `ihl * 4` given. The options are scanned like
+/// [`scan_ipv4_options`] does, except that DPVS's UOA IPv4 option (len 8/20) is read, as a client without
+/// VIP ([`Origin::DpvsIpv4Option`]); no options (ihl 5) is [`Scan::NoToa`].
+pub fn scan_udp_ipv4(packet: &[u8]) -> Option<UdpDatagram> {
+    let vihl = *packet.first()?;
+    let ihl = usize::from(vihl & 0x0f) * 4;
+    if vihl >> 4 != 4 || ihl < 20 || *packet.get(9)? != IPPROTO_UDP {
+        return None;
+    }
+    if be16(packet, 6)? & 0x1fff != 0 {
+        return None;
+    }
+    let (sport, dport) = udp_ports(packet, ihl)?;
+    let scan = scan_ipv4_options_mode(packet.get(20..ihl)?, true);
+    Some(UdpDatagram { sport, dport, scan })
+}
+
+/// Reads an IPv6 UDP datagram from its IP header on (the skb's network header; `packet` may end anywhere
+/// after the UDP ports): its ports, and the IP-level TOA/UOA of its destination-options headers.
+///
+/// The extension headers are walked from the next header of the fixed header (byte 6) like
+/// [`scan_ipv6_headers`] walks them: hop-by-hop, routing and fragment (8 bytes) headers are skipped,
+/// every destination-options header is scanned with [`scan_ipv6_dstopts`] until one is not
+/// [`Scan::NoToa`] (the first TOA wins; a malformed one makes the scan malformed). `None` unless the
+/// chain ends in [`IPPROTO_UDP`] with the 4 UDP port bytes inside `packet`: another upper-layer protocol,
+/// an extension header running past `packet`, or a fragment header with a non-zero fragment offset (a
+/// later fragment has no UDP header) is `None`.
+pub fn scan_udp_ipv6(packet: &[u8]) -> Option<UdpDatagram> {
+    if packet.first()? >> 4 != 6 {
+        return None;
+    }
+    let mut next = *packet.get(6)?;
+    let mut off = 40usize;
+    let mut scan = Scan::NoToa;
+    loop {
+        let len = match next {
+            NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST => {
+                (usize::from(*packet.get(off.checked_add(1)?)?) + 1) * 8
+            }
+            NEXTHDR_FRAGMENT => 8,
+            IPPROTO_UDP => {
+                let (sport, dport) = udp_ports(packet, off)?;
+                return Some(UdpDatagram { sport, dport, scan });
+            }
+            _ => return None,
+        };
+        let end = off.checked_add(len)?;
+        let header = packet.get(off..end)?;
+        match next {
+            NEXTHDR_DEST if scan == Scan::NoToa => scan = scan_ipv6_dstopts(header),
+            // Fragment offset: the high 13 bits of bytes 2-3.
+            NEXTHDR_FRAGMENT if be16(header, 2)? & 0xfff8 != 0 => return None,
+            _ => {}
+        }
+        next = *header.first()?;
+        off = end;
     }
 }

@@ -1,0 +1,766 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The UOA flow map: which client (and VIP) each UDP flow's load balancer announced.
+//!
+//! A flow is keyed as the receiving socket sees it ([`FlowKey`]): the load balancer's address and port
+//! (the datagram's source) and the local address and port (its destination), in the namespace the
+//! datagram arrived in. All namespaces share one hash table, as TCP's established table is shared: a
+//! mapping records its namespace's `ns.inum` (unique among live namespaces; every mapping of a namespace
+//! is flushed when it exits, before the number can be reused), and every lookup compares it, so a
+//! namespace never sees another's flows.
+//!
+//! Layout, like toa's socket store (`src/store.rs`) and TCP's `inet_ehash`: a fixed array of buckets
+//! (half as many as `uoa_max_mappings`, a power of two), each a singly linked RCU chain ending in a
+//! "nulls" marker naming its bucket, and bucket spinlocks (32 per CPU). The bucket is a `jhash` of the
+//! namespace, the load balancer's address and port and the local port, with a seed drawn at load; the
+//! local address is left out so that a lookup may leave it zero ("any local address", as the public
+//! modules allow). Lookups take no lock, only `rcu_read_lock`; updates take the bucket's lock with BHs off.
+//!
+//! A mapping ([`Flow`]) is 88 bytes in the `uoa_flow` slab cache, `SLAB_TYPESAFE_BY_RCU` (freed at once,
+//! never an `rcu_head`): addresses are stored as 16 bytes (IPv4 as `::ffff:a.b.c.d`, which IPv6 never
+//! carries as a source on the wire, so the family needs no byte of its own), idle times as 16-bit seconds.
+//! A reader copies a mapping between two reads of its namespace number (0 while the object is free) and
+//! of its generation (bumped each time the object is reused), as a seqcount reader does, and discards a
+//! copy that changed under it.
+//!
+//! Lifetime: a datagram with an option creates or replaces its flow's mapping (the newest option wins: a
+//! replacement is a new object, linked in the old one's place); datagrams without an option and
+//! successful lookups restart its idle time. A mapping idle for more than `uoa_timeout` seconds is
+//! invisible to lookups at once, and freed by the sweeper: one delayed work for the whole table that
+//! visits a slice of the buckets every second, so that it goes round the table every `uoa_timeout / 4`
+//! seconds (at least every second, at most every minute). No timer per mapping.
+//!
+//! Bound: each namespace holds at most `uoa_max_mappings`. A new flow's option beyond that is not stored
+//! (`uoa_map_full`): mappings already there are kept, updated and refreshed, so a burst of new flows
+//! cannot push established ones out.
+
+use super::Config;
+use crate::ffi::{self, KmemCache, Net, SpinLock};
+use crate::stats::{self, Counter};
+use crate::store::Words;
+use crate::wire::{Addr, Endpoint};
+use core::ffi::c_ulong;
+use core::ptr::NonNull;
+use core::sync::atomic::{
+    fence, AtomicIsize, AtomicPtr, AtomicU16, AtomicU32, AtomicUsize, Ordering,
+};
+use kernel::prelude::*;
+
+/// An address as the map stores it: IPv6 as is, IPv4 as `::ffff:a.b.c.d` (RFC 4291 section 2.5.5.2).
+pub(crate) fn addr16(a: Addr) -> [u8; 16] {
+    a.to_v6_mapped()
+}
+
+/// The address stored as `a`: IPv4 when it is IPv4-mapped.
+pub(crate) fn addr_of16(a: [u8; 16]) -> Addr {
+    match a {
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, b0, b1, b2, b3] => Addr::V4([b0, b1, b2, b3]),
+        _ => Addr::V6(a),
+    }
+}
+
+/// A UDP flow as the receiving socket sees it. Addresses as [`addr16`] stores them; ports host order.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FlowKey {
+    /// The load balancer's address (the datagram's source).
+    pub(crate) lb: [u8; 16],
+    /// The load balancer's port.
+    pub(crate) lb_port: u16,
+    /// The local address (the datagram's destination); all zero in a lookup: any local address.
+    pub(crate) local: [u8; 16],
+    /// The local port.
+    pub(crate) local_port: u16,
+}
+
+/// What a flow's option announced: the real client and, when the format carries it, the VIP.
+#[derive(Clone, Copy)]
+pub(crate) struct Mapping {
+    /// The client address and port (CIP, cport).
+    pub(crate) client: Endpoint,
+    /// The virtual address and port the client sent to (VIP, vport).
+    pub(crate) vip: Option<Endpoint>,
+}
+
+/// A live mapping as listed by `/proc/net/uoa_table`.
+pub(crate) struct Row {
+    /// Its flow.
+    pub(crate) key: FlowKey,
+    /// What it maps to.
+    pub(crate) mapping: Mapping,
+    /// Seconds since its last datagram or lookup.
+    pub(crate) idle_secs: u16,
+}
+
+/// The key and value of a [`Flow`]: 72 bytes, copied by readers as words ([`Words`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(8))]
+struct FlowData {
+    lb: [u8; 16],
+    local: [u8; 16],
+    client: [u8; 16],
+    /// All zero (with port 0) when the option carried no VIP.
+    vip: [u8; 16],
+    lb_port: u16,
+    local_port: u16,
+    client_port: u16,
+    vip_port: u16,
+}
+
+// SAFETY: 72 bytes, 8-aligned (asserted below), fields of integer types that fill it.
+unsafe impl Words for FlowData {}
+
+impl FlowData {
+    fn new(key: &FlowKey, m: &Mapping) -> Self {
+        let (vip, vip_port) = m.vip.map_or(([0; 16], 0), |v| (addr16(v.addr), v.port));
+        FlowData {
+            lb: key.lb,
+            local: key.local,
+            client: addr16(m.client.addr),
+            vip,
+            lb_port: key.lb_port,
+            local_port: key.local_port,
+            client_port: m.client.port,
+            vip_port,
+        }
+    }
+
+    fn key(&self) -> FlowKey {
+        FlowKey {
+            lb: self.lb,
+            lb_port: self.lb_port,
+            local: self.local,
+            local_port: self.local_port,
+        }
+    }
+
+    fn mapping(&self) -> Mapping {
+        let vip = (self.vip != [0; 16] || self.vip_port != 0).then(|| Endpoint {
+            addr: addr_of16(self.vip),
+            port: self.vip_port,
+        });
+        Mapping {
+            client: Endpoint {
+                addr: addr_of16(self.client),
+                port: self.client_port,
+            },
+            vip,
+        }
+    }
+
+    /// Whether this is the flow `key` names (a zero local address in `key` matches any).
+    fn matches(&self, key: &FlowKey) -> bool {
+        self.lb == key.lb
+            && self.lb_port == key.lb_port
+            && self.local_port == key.local_port
+            && (key.local == [0; 16] || self.local == key.local)
+    }
+}
+
+/// One flow's mapping, in the `uoa_flow` slab cache.
+///
+/// While the object is free, the slab allocator keeps its free pointer in the first 8 bytes of
+/// `data.lb` ([`FREEPTR_OFFSET`]); `next`, `inum` and `gen` stay intact for RCU readers.
+#[repr(C)]
+pub(crate) struct Flow {
+    /// The next mapping of the chain, or the chain's nulls marker ([`Link`]). Written under the bucket
+    /// lock only; readers may follow it even while the object is free.
+    next: AtomicUsize,
+    /// The namespace's `ns.inum`: 0 while the object is free, published last when it is (re)used.
+    inum: AtomicU32,
+    /// Bumped each time the object is reused, before its data is rewritten.
+    gen: AtomicU16,
+    /// When the flow last had a datagram or a lookup: [`now_secs`].
+    used: AtomicU16,
+    data: FlowData,
+}
+
+const FREEPTR_OFFSET: usize = core::mem::offset_of!(Flow, data);
+const _: () = assert!(core::mem::size_of::<FlowData>() == 72);
+const _: () = assert!(core::mem::size_of::<Flow>() == 88);
+const _: () = assert!(FREEPTR_OFFSET % 8 == 0);
+
+/// Seconds since boot, modulo 2^16: the clock of idle times (`jiffies / HZ`).
+fn now_secs() -> u16 {
+    // SAFETY: reads `jiffies` and the constant `HZ`.
+    let (j, hz) = unsafe { (ffi::toa_jiffies(), ffi::toa_hz) };
+    (j / c_ulong::from(hz.max(1))) as u16
+}
+
+/// A link of a chain: the address of the next [`Flow`] (8-aligned, bit 0 clear) or, at the end of a
+/// chain, its nulls marker `(bucket << 1) | 1` (`include/linux/list_nulls.h`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Link(usize);
+
+impl Link {
+    fn nulls(bucket: u32) -> Link {
+        Link(((bucket as usize) << 1) | 1)
+    }
+
+    fn entry(self) -> Option<*mut Flow> {
+        (self.0 & 1 == 0).then_some(self.0 as *mut Flow)
+    }
+}
+
+/// The number of mappings of namespace `net` (`struct toa_net` in the shim).
+fn mappings_of<'a>(net: *const Net) -> &'a AtomicIsize {
+    // SAFETY: `net` is a live namespace (every caller's), on which `toa_stats_net_ops` was initialised
+    // (registered before UOA and unregistered after it); the slot is only accessed atomically.
+    unsafe { AtomicIsize::from_ptr(ffi::toa_net_uoa_mappings_slot(net)) }
+}
+
+/// Whether namespace `net` has no mapping: the receive path's test before it looks up datagrams
+/// without an option.
+pub(crate) fn net_is_empty(net: *const Net) -> bool {
+    mappings_of(net).load(Ordering::Relaxed) <= 0
+}
+
+/// The namespace number recorded in `net`'s mappings.
+pub(crate) fn inum_of(net: *const Net) -> u32 {
+    // SAFETY: `net` is a live namespace (every caller's).
+    unsafe { ffi::toa_net_inum(net) }
+}
+
+/// The table: buckets, locks, cache, parameters. Published in [`TABLE`] by [`FlowMap::new`] before any
+/// user is registered, withdrawn by its drop after every user is gone.
+struct Table {
+    heads: NonNull<AtomicUsize>,
+    bits: u32,
+    locks: NonNull<SpinLock>,
+    lock_mask: u32,
+    cache: NonNull<KmemCache>,
+    seed: u32,
+    config: Config,
+}
+
+static TABLE: AtomicPtr<Table> = AtomicPtr::new(core::ptr::null_mut());
+
+/// The table, while UOA is loaded.
+fn table() -> Option<&'static Table> {
+    // SAFETY: a published table lives until `FlowMap`'s drop, which comes after every caller (hooks,
+    // getsockopt, /proc, sweeper) is unregistered and an RCU grace period has passed.
+    unsafe { TABLE.load(Ordering::Acquire).as_ref() }
+}
+
+/// A bucket's lock, held (BHs off) until dropped.
+struct BucketLock(NonNull<SpinLock>);
+
+impl Drop for BucketLock {
+    fn drop(&mut self) {
+        // SAFETY: taken by `Table::lock`.
+        unsafe { ffi::toa_spin_unlock_bh(self.0.as_ptr()) };
+    }
+}
+
+impl Table {
+    fn buckets(&self) -> u32 {
+        1 << self.bits
+    }
+
+    /// The bucket of a flow (`inum`, load balancer address and port, local port).
+    fn bucket_of(&self, inum: u32, key: &FlowKey) -> u32 {
+        let mut w = [0u32; 6];
+        w[0] = inum;
+        for (i, chunk) in key.lb.chunks_exact(4).enumerate() {
+            w[1 + i] = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        }
+        w[5] = (u32::from(key.lb_port) << 16) | u32::from(key.local_port);
+        // SAFETY: `jhash2` reads the 6 words of `w`.
+        let h = unsafe { ffi::toa_jhash2(w.as_ptr(), w.len() as u32, self.seed) };
+        // `bits` is in 8..=23.
+        h >> (32 - self.bits)
+    }
+
+    fn head(&self, b: u32) -> &AtomicUsize {
+        // SAFETY: `b < buckets()` for every caller; the array lives as long as the table.
+        unsafe { &*self.heads.as_ptr().add(b as usize) }
+    }
+
+    fn lock(&self, b: u32) -> BucketLock {
+        // SAFETY: the lock array has `lock_mask + 1` initialised locks, as long as the table lives.
+        unsafe {
+            let lock = ffi::toa_bucket_lock(self.locks.as_ptr(), b & self.lock_mask);
+            ffi::toa_spin_lock_bh(lock);
+            BucketLock(NonNull::new_unchecked(lock))
+        }
+    }
+
+    fn expired(&self, now: u16, used: u16) -> bool {
+        u32::from(now.wrapping_sub(used)) > self.config.timeout_secs
+    }
+
+    /// A new mapping object for namespace `inum`, not linked yet.
+    fn alloc(&self, inum: u32, data: &FlowData, now: u16) -> Option<NonNull<Flow>> {
+        // SAFETY: the cache was created for `Flow` objects; `GFP_ATOMIC` as this runs in softirq.
+        let e = NonNull::new(unsafe { ffi::toa_kmem_cache_alloc_atomic(self.cache.as_ptr()) })?
+            .cast::<Flow>();
+        let p = e.as_ptr();
+        // SAFETY: `p` is ours, of the size and alignment of a `Flow`. It may be a recycled object that RCU
+        // readers still look at (its `inum` is 0 since it was freed): its generation is bumped before its
+        // data is rewritten, and its namespace number published last (see `Flow::snapshot`).
+        unsafe {
+            let gen = core::ptr::addr_of!((*p).gen).cast::<u16>().read_volatile();
+            (*p).gen.store(gen.wrapping_add(1), Ordering::Relaxed);
+            // smp_wmb(): the generation before the data.
+            fence(Ordering::Release);
+            data.store(core::ptr::addr_of_mut!((*p).data));
+            (*p).used.store(now, Ordering::Relaxed);
+            // smp_wmb(): the data before the number that makes it a mapping.
+            fence(Ordering::Release);
+            (*p).inum.store(inum, Ordering::Relaxed);
+        }
+        Some(e)
+    }
+
+    /// Frees `e` at once: its namespace number is cleared first, so RCU readers see it is no longer a
+    /// mapping before they can see the allocator's free pointer in its data.
+    ///
+    /// # Safety
+    ///
+    /// `e` came from [`Table::alloc`] and is not (or no longer) reachable from the table.
+    unsafe fn free_now(&self, e: *mut Flow) {
+        // SAFETY: per the function's contract.
+        unsafe {
+            (*e).inum.store(0, Ordering::Relaxed);
+            // smp_wmb(): the cleared number before the allocator's writes.
+            fence(Ordering::Release);
+            ffi::kmem_cache_free(self.cache.as_ptr(), e.cast());
+        }
+    }
+
+    /// Unlinks, frees and counts every mapping of bucket `b` for which `doomed(inum, used)` holds. The
+    /// caller holds the bucket's lock.
+    fn remove_where(&self, b: u32, mut doomed: impl FnMut(u32, u16) -> Option<Counter>) {
+        let mut prev: &AtomicUsize = self.head(b);
+        while let Some(e) = Link(prev.load(Ordering::Relaxed)).entry() {
+            // SAFETY: under the bucket lock every mapping of the chain is live.
+            let f = unsafe { &*e };
+            let inum = f.inum.load(Ordering::Relaxed);
+            match doomed(inum, f.used.load(Ordering::Relaxed)) {
+                Some(why) => {
+                    // Readers standing on `e` go on through its `next`, left as it is.
+                    prev.store(f.next.load(Ordering::Relaxed), Ordering::Release);
+                    account_removal(inum, why);
+                    // SAFETY: unlinked just now, under the lock: ours alone.
+                    unsafe { self.free_now(e) };
+                }
+                None => prev = &f.next,
+            }
+        }
+    }
+}
+
+/// Counts the removal of a mapping of namespace `inum` (`why`, and `uoa_mapping_free`) and takes it off
+/// the namespace's count. Runs under a bucket lock, from the sweeper (which holds
+/// `toa_uoa_nets_mutex`) or a namespace's exit (whose namespace is alive).
+fn account_removal(inum: u32, why: Counter) {
+    // SAFETY: `toa_uoa_nets` maps the number of every namespace with UOA state to it; a namespace is
+    // removed from it under `toa_uoa_nets_mutex` (held by the sweeper) or by its own exit (the other
+    // caller), so the namespace found is alive.
+    let net = unsafe { ffi::xa_load(core::ptr::addr_of_mut!(ffi::toa_uoa_nets), inum.into()) }
+        .cast::<Net>();
+    if net.is_null() {
+        return;
+    }
+    mappings_of(net).fetch_sub(1, Ordering::Relaxed);
+    if why != Counter::UoaMappingFree {
+        stats::inc_net(net, why);
+    }
+    stats::inc_net(net, Counter::UoaMappingFree);
+}
+
+impl Flow {
+    /// Copies the mapping at `e` (data and last use) if it is a mapping of namespace `inum`, or `None`
+    /// if it is not, is free, or was reused while being copied.
+    ///
+    /// # Safety
+    ///
+    /// `e` was reached through the table in the caller's current RCU read-side section (so it stays a
+    /// `Flow` object, possibly free or recycled, until the section ends).
+    #[inline(always)]
+    unsafe fn snapshot(e: *const Flow, inum: u32) -> Option<(FlowData, u16)> {
+        // SAFETY: per the function's contract the object stays readable; the data reads race with a
+        // writer recycling it and are volatile.
+        unsafe {
+            if (*e).inum.load(Ordering::Acquire) != inum {
+                return None;
+            }
+            let gen = (*e).gen.load(Ordering::Relaxed);
+            // smp_rmb(): number and generation before the data.
+            fence(Ordering::Acquire);
+            let data = FlowData::load(core::ptr::addr_of!((*e).data));
+            let used = (*e).used.load(Ordering::Relaxed);
+            // smp_rmb(): the data before the number, the number before the generation (pairs with
+            // `free_now` and `alloc`).
+            fence(Ordering::Acquire);
+            if (*e).inum.load(Ordering::Relaxed) != inum {
+                return None;
+            }
+            fence(Ordering::Acquire);
+            if (*e).gen.load(Ordering::Relaxed) != gen {
+                return None;
+            }
+            Some((data, used))
+        }
+    }
+}
+
+/// Why a datagram's option was not stored.
+pub(crate) enum NotStored {
+    /// The namespace holds `uoa_max_mappings`.
+    Full,
+    /// No memory for the mapping.
+    NoMemory,
+}
+
+/// Stores `m` for flow `key` of namespace `net` (the newest option wins). Runs in softirq context (the
+/// netfilter hook).
+pub(crate) fn update(
+    net: *const Net,
+    key: &FlowKey,
+    m: &Mapping,
+) -> core::result::Result<(), NotStored> {
+    let Some(t) = table() else {
+        return Ok(());
+    };
+    let inum = inum_of(net);
+    let now = now_secs();
+    let data = FlowData::new(key, m);
+    let b = t.bucket_of(inum, key);
+    let _lock = t.lock(b);
+    let mut prev: &AtomicUsize = t.head(b);
+    while let Some(e) = Link(prev.load(Ordering::Relaxed)).entry() {
+        // SAFETY: under the bucket lock every mapping of the chain is live, and its data is not written
+        // (a mapping's data never changes once linked).
+        let f = unsafe { &*e };
+        if f.inum.load(Ordering::Relaxed) == inum && f.data.key() == *key {
+            if f.data == data {
+                f.used.store(now, Ordering::Relaxed);
+                return Ok(());
+            }
+            let new = t.alloc(inum, &data, now).ok_or(NotStored::NoMemory)?;
+            stats::inc_net(net, Counter::UoaMappingAlloc);
+            // SAFETY: `new` is ours until the release store below publishes it in `e`'s place.
+            unsafe {
+                (*new.as_ptr())
+                    .next
+                    .store(f.next.load(Ordering::Relaxed), Ordering::Relaxed)
+            };
+            prev.store(new.as_ptr() as usize, Ordering::Release);
+            stats::inc_net(net, Counter::UoaMappingFree);
+            // SAFETY: `e` was unlinked just now, under the lock: ours alone.
+            unsafe { t.free_now(e) };
+            return Ok(());
+        }
+        prev = &f.next;
+    }
+    let count = mappings_of(net);
+    if count.fetch_add(1, Ordering::Relaxed) >= t.config.max_mappings as isize {
+        count.fetch_sub(1, Ordering::Relaxed);
+        return Err(NotStored::Full);
+    }
+    let Some(new) = t.alloc(inum, &data, now) else {
+        count.fetch_sub(1, Ordering::Relaxed);
+        return Err(NotStored::NoMemory);
+    };
+    stats::inc_net(net, Counter::UoaMappingAlloc);
+    let head = t.head(b);
+    // SAFETY: `new` is ours until the release store publishes it (rcu_assign_pointer). A reader standing
+    // on it (a recycled object) follows `next` into this chain, whose nulls marker tells it where it is.
+    unsafe {
+        (*new.as_ptr())
+            .next
+            .store(head.load(Ordering::Relaxed), Ordering::Relaxed)
+    };
+    head.store(new.as_ptr() as usize, Ordering::Release);
+    Ok(())
+}
+
+/// The live mapping of flow `key` in namespace `net` (a zero local address matches any), restarting its
+/// idle time when `refresh`. Lockless: safe in softirq and process context.
+pub(crate) fn lookup(net: *const Net, key: &FlowKey, refresh: bool) -> Option<Mapping> {
+    let t = table()?;
+    let inum = inum_of(net);
+    let now = now_secs();
+    let b = t.bucket_of(inum, key);
+    let head = t.head(b);
+    // SAFETY: the chain is read inside the RCU section: every object reached stays a `Flow` object
+    // (typesafe by RCU) whose `next` and `inum` the allocator never overwrites.
+    unsafe {
+        ffi::toa_rcu_read_lock();
+        let found = 'walk: loop {
+            let mut link = Link(head.load(Ordering::Acquire));
+            while let Some(e) = link.entry() {
+                if (*e).inum.load(Ordering::Relaxed) == inum {
+                    let Some((data, used)) = Flow::snapshot(e, inum) else {
+                        // Freed or reused under us: start over.
+                        continue 'walk;
+                    };
+                    if data.matches(key) && !t.expired(now, used) {
+                        // Racing with a reuse of `e` at worst refreshes another live mapping.
+                        if refresh && used != now {
+                            (*e).used.store(now, Ordering::Relaxed);
+                        }
+                        break 'walk Some(data.mapping());
+                    }
+                }
+                link = Link((*e).next.load(Ordering::Acquire));
+            }
+            if link != Link::nulls(b) {
+                // Carried to another chain by a mapping reused under us: start over.
+                continue;
+            }
+            break None;
+        };
+        ffi::toa_rcu_read_unlock();
+        found
+    }
+}
+
+/// The first live mapping of namespace `inum` at or after bucket `b`, with its bucket: in bucket `b`,
+/// the one after the mapping of flow `after` (or the bucket's first, if `after` is `None` or gone, so
+/// that no mapping is ever skipped). For the `/proc/net/uoa_table` walk; takes each bucket's lock while
+/// it looks at it.
+pub(crate) fn next_row(inum: u32, mut b: u32, mut after: Option<FlowKey>) -> Option<(u32, Row)> {
+    let t = table()?;
+    let now = now_secs();
+    while b < t.buckets() {
+        if Link(t.head(b).load(Ordering::Relaxed)).entry().is_some() {
+            let _lock = t.lock(b);
+            let mut first = None;
+            let mut past_after = after.is_none();
+            let mut link = Link(t.head(b).load(Ordering::Relaxed));
+            while let Some(e) = link.entry() {
+                // SAFETY: under the bucket lock every mapping of the chain is live and unchanging.
+                let f = unsafe { &*e };
+                link = Link(f.next.load(Ordering::Relaxed));
+                let used = f.used.load(Ordering::Relaxed);
+                if f.inum.load(Ordering::Relaxed) != inum || t.expired(now, used) {
+                    continue;
+                }
+                let row = Row {
+                    key: f.data.key(),
+                    mapping: f.data.mapping(),
+                    idle_secs: now.wrapping_sub(used),
+                };
+                if past_after {
+                    return Some((b, row));
+                }
+                if Some(row.key) == after {
+                    past_after = true;
+                } else if first.is_none() {
+                    first = Some(row);
+                }
+            }
+            if !past_after {
+                // `after` is gone: list the bucket from its start again.
+                if let Some(row) = first {
+                    return Some((b, row));
+                }
+            }
+        }
+        b += 1;
+        after = None;
+    }
+    None
+}
+
+/// Removes every mapping of namespace `net`, at its exit (its hooks are gone: nothing adds any).
+pub(crate) fn flush_net(net: *const Net) {
+    let Some(t) = table() else {
+        return;
+    };
+    let inum = inum_of(net);
+    for b in 0..t.buckets() {
+        if net_is_empty(net) {
+            break;
+        }
+        let _lock = t.lock(b);
+        t.remove_where(b, |i, _| (i == inum).then_some(Counter::UoaMappingFree));
+    }
+}
+
+/// Where the sweeper goes on from.
+static SWEEP_CURSOR: AtomicU32 = AtomicU32::new(0);
+
+/// The sweeper's work function: frees the expired mappings of the next slice of buckets, then runs
+/// again a second later.
+///
+/// # Safety
+///
+/// Only called by the workqueue, for `toa_uoa_sweep_work`.
+#[no_mangle]
+unsafe extern "C" fn toa_uoa_sweep(_work: *mut ffi::WorkStruct) {
+    let Some(t) = table() else {
+        return;
+    };
+    let period = (t.config.timeout_secs / 4).clamp(1, 60);
+    let slice = t.buckets().div_ceil(period);
+    let start = SWEEP_CURSOR.load(Ordering::Relaxed).min(t.buckets());
+    let end = start.saturating_add(slice).min(t.buckets());
+    let now = now_secs();
+    // SAFETY: the shim's static mutex; held while mappings are accounted to namespaces found in
+    // `toa_uoa_nets` (see `account_removal`).
+    unsafe { ffi::toa_mutex_lock(core::ptr::addr_of_mut!(ffi::toa_uoa_nets_mutex)) };
+    for b in start..end {
+        if Link(t.head(b).load(Ordering::Relaxed)).entry().is_none() {
+            continue;
+        }
+        let _lock = t.lock(b);
+        t.remove_where(b, |_, used| {
+            t.expired(now, used).then_some(Counter::UoaMappingExpired)
+        });
+    }
+    // SAFETY: taken above.
+    unsafe { ffi::mutex_unlock(core::ptr::addr_of_mut!(ffi::toa_uoa_nets_mutex)) };
+    SWEEP_CURSOR.store(if end >= t.buckets() { 0 } else { end }, Ordering::Relaxed);
+    // SAFETY: the shim's static work; `Sweeper`'s drop cancels it (with this requeue) before the table
+    // goes.
+    unsafe {
+        ffi::toa_schedule_delayed_work(
+            core::ptr::addr_of_mut!(ffi::toa_uoa_sweep_work),
+            ffi::toa_hz.into(),
+        )
+    };
+}
+
+/// The running sweeper; stopped (and waited for) on drop.
+pub(crate) struct Sweeper(());
+
+impl Sweeper {
+    /// Starts the sweeper: its first run is a second from now.
+    pub(crate) fn start() -> Self {
+        // SAFETY: the shim's static work, whose function is `toa_uoa_sweep`; the table is published.
+        unsafe {
+            ffi::toa_schedule_delayed_work(
+                core::ptr::addr_of_mut!(ffi::toa_uoa_sweep_work),
+                ffi::toa_hz.into(),
+            )
+        };
+        Sweeper(())
+    }
+}
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        // SAFETY: `cancel_delayed_work_sync` handles a work that requeues itself: once it returns, the
+        // work is neither pending nor running.
+        unsafe { ffi::cancel_delayed_work_sync(core::ptr::addr_of_mut!(ffi::toa_uoa_sweep_work)) };
+    }
+}
+
+/// Owner of the table: built by [`FlowMap::new`]; on drop, what is left is freed and the table goes.
+pub(crate) struct FlowMap(NonNull<Table>);
+
+// SAFETY: the table is shared with the hooks through `TABLE`; its owner only frees it.
+unsafe impl Send for FlowMap {}
+// SAFETY: as above.
+unsafe impl Sync for FlowMap {}
+
+impl FlowMap {
+    /// Allocates the table for `config` (half as many buckets as `max_mappings`, from 256 to 2^23) and
+    /// the `uoa_flow` cache, and publishes them.
+    pub(crate) fn new(config: Config) -> Result<Self> {
+        let buckets = (config.max_mappings.next_power_of_two() / 2).clamp(1 << 8, 1 << 23);
+        // SAFETY: a static name; size, alignment and free pointer offset of `Flow` (asserted above).
+        let cache = NonNull::new(unsafe {
+            ffi::toa_kmem_cache_create(
+                c"uoa_flow".as_ptr(),
+                core::mem::size_of::<Flow>() as u32,
+                core::mem::align_of::<Flow>() as u32,
+                FREEPTR_OFFSET as u32,
+            )
+        })
+        .ok_or(ENOMEM)?;
+        // SAFETY: a non-zero count and element size.
+        let heads = unsafe { ffi::toa_kvmalloc_array(buckets as usize, 8) }.cast::<AtomicUsize>();
+        let Some(heads) = NonNull::new(heads) else {
+            // SAFETY: created above, empty, not published.
+            unsafe { ffi::kmem_cache_destroy(cache.as_ptr()) };
+            return Err(ENOMEM);
+        };
+        for b in 0..buckets {
+            // SAFETY: `b < buckets`, inside the allocation.
+            unsafe {
+                heads
+                    .as_ptr()
+                    .add(b as usize)
+                    .write(AtomicUsize::new(Link::nulls(b).0))
+            };
+        }
+        let mut locks = core::ptr::null_mut();
+        let mut lock_mask = 0;
+        // SAFETY: out-pointers to locals.
+        let ret = unsafe { ffi::toa_alloc_bucket_locks(&mut locks, &mut lock_mask, buckets) };
+        let Some(locks) = NonNull::new(locks).filter(|_| ret == 0) else {
+            // SAFETY: allocated above, not published.
+            unsafe {
+                ffi::kvfree(heads.as_ptr().cast());
+                ffi::kmem_cache_destroy(cache.as_ptr());
+            }
+            return Err(if ret < 0 {
+                Error::from_errno(ret)
+            } else {
+                ENOMEM
+            });
+        };
+        let table = KBox::new(
+            Table {
+                heads,
+                bits: buckets.trailing_zeros(),
+                locks,
+                lock_mask,
+                cache,
+                // SAFETY: plain call.
+                seed: unsafe { ffi::get_random_u32() },
+                config,
+            },
+            GFP_KERNEL,
+        );
+        let table = match table {
+            Ok(t) => t,
+            Err(e) => {
+                // SAFETY: allocated above, not published.
+                unsafe {
+                    ffi::free_bucket_spinlocks(locks.as_ptr());
+                    ffi::kvfree(heads.as_ptr().cast());
+                    ffi::kmem_cache_destroy(cache.as_ptr());
+                }
+                return Err(e.into());
+            }
+        };
+        // SAFETY: `into_raw` never returns null.
+        let p = unsafe { NonNull::new_unchecked(KBox::into_raw(table)) };
+        TABLE.store(p.as_ptr(), Ordering::Release);
+        Ok(FlowMap(p))
+    }
+}
+
+impl Drop for FlowMap {
+    fn drop(&mut self) {
+        TABLE.store(core::ptr::null_mut(), Ordering::Release);
+        // The owner unregistered every user first (hooks, getsockopt, /proc, sweeper); wait for readers
+        // still inside an RCU section.
+        // SAFETY: module exit runs in process context.
+        unsafe { ffi::synchronize_rcu() };
+        // SAFETY: came from `KBox::into_raw` in `new`; no one else uses it any more.
+        let t = unsafe { KBox::from_raw(self.0.as_ptr()) };
+        for b in 0..t.buckets() {
+            let mut link = Link(t.head(b).load(Ordering::Relaxed));
+            while let Some(e) = link.entry() {
+                // SAFETY: the table's only user left; `next` is read before `e` is freed. Namespaces
+                // flushed their own mappings at their exit, so nothing is left to account.
+                unsafe {
+                    link = Link((*e).next.load(Ordering::Relaxed));
+                    t.free_now(e);
+                }
+            }
+        }
+        // SAFETY: allocated by `new`; empty now. `kmem_cache_destroy` waits for RCU readers of a typesafe
+        // cache.
+        unsafe {
+            ffi::free_bucket_spinlocks(t.locks.as_ptr());
+            ffi::kvfree(t.heads.as_ptr().cast());
+            ffi::kmem_cache_destroy(t.cache.as_ptr());
+        }
+    }
+}
