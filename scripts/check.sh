@@ -43,10 +43,19 @@ cargo build --release -q -p toa-vmtest
 mkdir -p target
 gcc -Wall -Wextra -Werror -I include -o target/toa_server examples/toa_server.c
 export TOA_EXAMPLE=$top/target/toa_server
+gcc -Wall -Wextra -Werror -I include -o target/uoa_server examples/uoa_server.c
+export UOA_EXAMPLE=$top/target/uoa_server
+# The Go example (golang-go, from setup-toolchain.sh) is built here and run in the VM.
+UOA_GO_EXAMPLE=
+if command -v go >/dev/null; then
+	GOTOOLCHAIN=local go build -o target/uoa_lookup_go examples/uoa_lookup.go
+	UOA_GO_EXAMPLE=$top/target/uoa_lookup_go
+fi
+export UOA_GO_EXAMPLE
 
 echo "== VM integration tests (debug kernel)"
 vm_rc=0
-bash "$here/vm-run.sh" "$kdir" "$ko" -- env TOA_EXAMPLE="$TOA_EXAMPLE" "$top/target/release/toa-vmtest" 2>&1 | tee "$log/vm" || vm_rc=$?
+bash "$here/vm-run.sh" "$kdir" "$ko" -- env TOA_EXAMPLE="$TOA_EXAMPLE" UOA_EXAMPLE="$UOA_EXAMPLE" UOA_GO_EXAMPLE="$UOA_GO_EXAMPLE" "$top/target/release/toa-vmtest" 2>&1 | tee "$log/vm" || vm_rc=$?
 count "$log/vm" "^[0-9]+ passed, [0-9]+ failed$"
 if [ "$vm_rc" -ne 0 ]; then
 	grep -Eq '^[0-9]+ passed, [1-9][0-9]* failed$' "$log/vm" || failed=$((failed + 1)) # a VM/kernel-level failure

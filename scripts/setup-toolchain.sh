@@ -4,7 +4,7 @@
 #
 #   Debian: rustc-web + rust-web-src (the kernel's Rust toolchain), clang/lld/llvm 19 + libclang,
 #           qemu-system-x86, udev (virtme-ng needs it for the exit status), the kernel build dependencies,
-#           linux-source-6.12 (the test kernel's sources), iproute2, dkms.
+#           linux-source-6.12 (the test kernel's sources), iproute2, dkms, golang-go (the Go UOA example).
 #   crates.io: bindgen-cli and cargo-fuzz (pinned), installed with `cargo install --locked`.
 #   PyPI: virtme-ng (pinned), in a venv.
 #
@@ -21,6 +21,7 @@ APT_PKGS=(
 	bc bison flex libelf-dev libssl-dev python3-venv rsync xz-utils
 	linux-source-6.12
 	dkms dh-dkms debhelper fakeroot dpkg-dev
+	golang-go
 )
 
 missing=()

@@ -23,6 +23,7 @@ use crate::hooks::trusted;
 use crate::stats::{self, Counter};
 use crate::wire::{self, Addr, Scan, UdpDatagram};
 use core::ffi::{c_int, c_uint, c_void};
+use core::mem::MaybeUninit;
 
 /// The most bytes copied for parsing: an IPv6 header with up to 272 bytes of extension headers (a
 /// UOA destination-options header takes 48) and the UDP header. Longer chains are not parsed.
@@ -50,25 +51,28 @@ unsafe fn linear<'a>(skb: *const SkBuff, len: usize) -> &'a [u8] {
     unsafe { core::slice::from_raw_parts(ffi::toa_skb_network_header(skb), len) }
 }
 
-/// Copies up to `want` (at most [`COPY_MAX`]) bytes from the network header on into `buf`; returns them.
+/// Copies up to `want` (at most [`COPY_MAX`]) bytes from the network header on into `buf` (not
+/// zeroed first: only the bytes copied are ever read); returns them.
 ///
 /// # Safety
 ///
 /// `skb` is a live packet whose network header is set.
-unsafe fn copy_headers<'a>(
+unsafe fn copy_headers(
     skb: *const SkBuff,
-    buf: &'a mut [u8; COPY_MAX],
+    buf: &mut MaybeUninit<[u8; COPY_MAX]>,
     want: usize,
-) -> &'a [u8] {
+) -> &[u8] {
     // SAFETY: per the function's contract.
     let avail = unsafe { ffi::toa_skb_len_from_network(skb) } as usize;
     let n = avail.min(want).min(COPY_MAX);
-    // SAFETY: `n` bytes exist from the network header on (fragments included: `skb_copy_bits`), and `buf`
-    // has room for them.
-    if unsafe { ffi::toa_skb_copy_from_network(skb, buf.as_mut_ptr().cast(), n as c_uint) } < 0 {
+    let p = buf.as_mut_ptr().cast::<u8>();
+    // SAFETY: `n` bytes exist from the network header on (paged data included: `skb_copy_bits`), and
+    // `buf` has room for them.
+    if unsafe { ffi::toa_skb_copy_from_network(skb, p.cast(), n as c_uint) } < 0 {
         return &[];
     }
-    &buf[..n]
+    // SAFETY: the first `n` bytes of `buf` were just written.
+    unsafe { core::slice::from_raw_parts(p, n) }
 }
 
 /// The flow of a UDP datagram whose IP header starts `packet`.
@@ -152,7 +156,7 @@ unsafe extern "C" fn toa_uoa_hook_v4(
     if h[0] & 0x0f == 5 && flows::net_is_empty(net) {
         return NF_ACCEPT;
     }
-    let mut buf = [0u8; COPY_MAX];
+    let mut buf = MaybeUninit::uninit();
     // The IPv4 header, its options and the UDP header.
     let want = usize::from(h[0] & 0x0f) * 4 + UDP_HEADER_LEN;
     // SAFETY: a live packet with its network header set.
@@ -183,7 +187,7 @@ unsafe extern "C" fn toa_uoa_hook_v6(
     if next == IPPROTO_UDP && flows::net_is_empty(net) {
         return NF_ACCEPT;
     }
-    let mut buf = [0u8; COPY_MAX];
+    let mut buf = MaybeUninit::uninit();
     // The IPv6 header and the UDP header, or as much of the extension headers as the parser may walk.
     let want = if next == IPPROTO_UDP {
         40 + UDP_HEADER_LEN

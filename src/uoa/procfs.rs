@@ -43,8 +43,10 @@ const _: () = assert!(core::mem::align_of::<Walker>() <= 8);
 /// `seq` is an open `uoa_table` seq_file (created by [`create`]), and seq_file does not use its state
 /// elsewhere for the returned lifetime (it serialises the calls on a file).
 unsafe fn walker<'a>(seq: *mut SeqFile) -> (&'a mut Walker, u32) {
-    // SAFETY: per the function's contract, the shim's `struct toa_uoa_iter` holds a zeroed (`None`, 0)
-    // walker of the right size and alignment, allocated by `seq_open_net` for this file.
+    // SAFETY: per the function's contract, the shim's `struct toa_uoa_iter` holds a walker of the right
+    // size and alignment, allocated zeroed by `seq_open_net` for this file. All zero bits are a valid
+    // `Walker` (integers, byte arrays and enums whose first variant is 0); its `row` is only used once a
+    // `start` at position 0 or a walk from the start has set it.
     unsafe {
         let w = &mut *ffi::toa_uoa_walker(seq).cast::<Walker>();
         (w, flows::inum_of(ffi::toa_seq_file_net(seq)))

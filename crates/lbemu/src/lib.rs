@@ -4,7 +4,10 @@
 //! test sees real IPv4/IPv6 TCP packets arriving from the load balancer's address, and its replies come
 //! back through the same device. A [`Conn`] completes a real three-way handshake with a listening
 //! socket, puts chosen option bytes in the ACK that completes it (or in the SYN, a data segment, an IPv4
-//! option or an IPv6 destination-options header), sends data, and closes with FIN or RST.
+//! option or an IPv6 destination-options header), sends data, and closes with FIN or RST. UDP datagrams
+//! ([`packet::Datagram`], sent with [`Lb::send_udp`]) carry option bytes in an IPv4 option or an IPv6
+//! destination-options header; the kernel's replies to them (echoes, ICMP) are read and passed over like
+//! any packet that is not TCP.
 //!
 //! Everything is bounded in time: every wait has a timeout, a lost SYN is sent again, retransmitted
 //! SYN-ACKs are answered again, so a test never hangs. Addresses are documentation prefixes
@@ -13,7 +16,7 @@
 pub mod packet;
 pub mod tun;
 
-use packet::{Family, Segment, Tcp};
+use packet::{Datagram, Family, Segment, Tcp};
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -84,6 +87,20 @@ impl Lb {
             ));
         }
         self.tun.write(&seg.encode())
+    }
+
+    /// Sends one UDP datagram to the kernel, from whatever address and port it names (a flow is its
+    /// addresses and ports: no state is kept here). Refused like [`Lb::send`] when the IPv4 options
+    /// exceed 40 bytes. The kernel's replies (an echo, ICMP) are read and passed over by [`Lb::recv`]
+    /// and [`Lb::drain`] like any packet that is not TCP.
+    pub fn send_udp(&mut self, d: &Datagram) -> io::Result<()> {
+        if d.ipv4_options.len() > 40 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "more than 40 bytes of IPv4 options",
+            ));
+        }
+        self.tun.write(&d.encode())
     }
 
     /// Waits for the next segment the kernel sends to LB-side port `port`, up to `timeout`.

@@ -1,5 +1,5 @@
-//! The VM environment of the tests: the module (load, unload, parameters), sysctls, /proc/net/toa_*
-//! and the kernel log.
+//! The VM environment of the tests: the module (load, unload, parameters), sysctls, /proc/net/toa_*,
+//! /proc/net/uoa_table and the kernel log.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -66,6 +66,14 @@ pub fn ensure_loaded() -> Result<(), String> {
     } else {
         load(&[])
     }
+}
+
+/// The value of toa's module parameter `name` (`/sys/module/toa/parameters/NAME`), trimmed.
+pub fn param(name: &str) -> Result<String, String> {
+    let path = format!("/sys/module/toa/parameters/{name}");
+    std::fs::read_to_string(&path)
+        .map(|v| v.trim().to_string())
+        .map_err(|e| format!("{path}: {e}"))
 }
 
 /// Writes a sysctl (`net.ipv4.tcp_syncookies` style) and returns the old value.
@@ -161,6 +169,69 @@ pub fn toa_table() -> Result<Vec<String>, String> {
         return Err(format!("toa_table header {header:?}"));
     }
     Ok(lines.map(str::to_string).collect())
+}
+
+/// One data line of `/proc/net/uoa_table`: the mapping (`lb local client vip`, as the file spells it) and
+/// its idle seconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UoaRow {
+    /// The line without its idle column.
+    pub mapping: String,
+    /// The idle column.
+    pub idle: u64,
+}
+
+/// The data lines of `/proc/net/uoa_table` (header checked and dropped).
+pub fn uoa_table() -> Result<Vec<UoaRow>, String> {
+    let text =
+        std::fs::read_to_string("/proc/net/uoa_table").map_err(|e| format!("uoa_table: {e}"))?;
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("");
+    if header != "lb local client vip idle" {
+        return Err(format!("uoa_table header {header:?}"));
+    }
+    lines
+        .map(|l| {
+            let (mapping, idle) = l
+                .rsplit_once(' ')
+                .ok_or_else(|| format!("uoa_table line {l:?}"))?;
+            let idle = idle
+                .parse()
+                .map_err(|e| format!("uoa_table line {l:?}: idle {e}"))?;
+            check_fields(mapping, 4).map_err(|e| format!("uoa_table line {l:?}: {e}"))?;
+            Ok(UoaRow {
+                mapping: mapping.to_string(),
+                idle,
+            })
+        })
+        .collect()
+}
+
+fn check_fields(s: &str, n: usize) -> Result<(), String> {
+    let got = s.split(' ').count();
+    if got == n {
+        Ok(())
+    } else {
+        Err(format!("{got} fields before idle, want {n}"))
+    }
+}
+
+/// Calls `probe` every 50 ms until it returns `Some`, for at most `timeout`; the error names `what`.
+pub fn poll<T>(
+    timeout: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> Result<Option<T>, String>,
+) -> Result<T, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe()? {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{what}: not within {} s", timeout.as_secs_f64()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The kernel log.

@@ -1,7 +1,8 @@
 //! toa's integration tests. They run inside the test VM (`scripts/vm-run.sh`), as root, with toa.ko
 //! loaded: the LB emulator sends real packets through a TUN device into the real kernel, and each test
-//! asserts what the server application sees (`accept`, `getpeername`, `getsockname`, getsockopt 4096)
-//! and what `/proc/net/toa_*` report.
+//! asserts what the server application sees (`accept`, `getpeername`, `getsockname`, getsockopt 4096;
+//! for UDP, the datagram and getsockopt 2048/2049, in `uoa`) and what `/proc/net/toa_*` and
+//! `/proc/net/uoa_table` report.
 //!
 //! `toa-vmtest [FILTER...]` runs the tests whose name contains a filter (all by default) and ends with
 //! `N passed, N failed`; `toa-vmtest demo` prints what the server sees for each LB scenario instead.
@@ -37,6 +38,7 @@ macro_rules! check {
 
 mod bench;
 mod stress;
+mod uoa;
 
 fn io<T>(r: io::Result<T>, what: &str) -> Result<T, String> {
     r.map_err(|e| format!("{what}: {e}"))
@@ -757,7 +759,8 @@ fn listener_closed_with_queued_children(ctx: &mut Ctx) -> TestResult {
 // ---------------------------------------------------------------------------------------------------
 // /proc and the module's life
 
-/// /proc/net/toa_stats: the classic layout, a column per possible CPU, seed 000's seven rows first.
+/// /proc/net/toa_stats: the classic layout, a column per possible CPU, seed 000's seven rows first, the
+/// UDP (UOA) rows last.
 fn toa_stats_layout(_ctx: &mut Ctx) -> TestResult {
     let text = std::fs::read_to_string("/proc/net/toa_stats").map_err(|e| e.to_string())?;
     let s = Stats::read()?;
@@ -809,6 +812,18 @@ fn toa_stats_layout(_ctx: &mut Ctx) -> TestResult {
     ] {
         check!(names.contains(&extra), "no {extra} row");
     }
+    // The UDP rows come last, in their order, after every earlier row (the missed_* ones included).
+    let first_uoa = names.len().saturating_sub(uoa::UOA_ROWS.len());
+    check!(
+        names[first_uoa..] == uoa::UOA_ROWS,
+        "last rows {:?}, want {:?}",
+        &names[first_uoa..],
+        uoa::UOA_ROWS
+    );
+    check!(
+        names[..first_uoa].iter().all(|n| !n.starts_with("uoa_")),
+        "a UOA row before the others: {names:?}"
+    );
     Ok(())
 }
 
@@ -1671,12 +1686,36 @@ const TESTS: &[Test] = &[
     ("adversarial_connections", stress::adversarial_connections),
     ("unload_under_load", stress::unload_under_load),
     ("rmmod_with_live_sockets", rmmod_with_live_sockets),
+    ("uoa_matrix", uoa::uoa_matrix),
+    ("uoa_dpvs_layout", uoa::uoa_dpvs_layout),
+    (
+        "uoa_option_on_first_datagrams_only",
+        uoa::uoa_option_on_first_datagrams_only,
+    ),
+    ("uoa_newest_option_wins", uoa::uoa_newest_option_wins),
+    ("uoa_option_walk", uoa::uoa_option_walk),
+    ("uoa_malformed_options", uoa::uoa_malformed_options),
+    ("uoa_getsockopt_errors", uoa::uoa_getsockopt_errors),
+    ("uoa_expiry", uoa::uoa_expiry),
+    ("uoa_map_full", uoa::uoa_map_full),
+    ("uoa_module_parameters", uoa::uoa_module_parameters),
+    ("uoa_trusted_sources", uoa::uoa_trusted_sources),
+    ("uoa_network_namespaces", uoa::uoa_network_namespaces),
+    ("uoa_example_c_server", uoa::uoa_example_c_server),
+    ("uoa_example_python", uoa::uoa_example_python),
+    ("uoa_example_go", uoa::uoa_example_go),
+    ("uoa_adversarial_datagrams", uoa::uoa_adversarial_datagrams),
+    ("uoa_many_flows", uoa::uoa_many_flows),
+    ("uoa_rmmod_with_traffic", uoa::uoa_rmmod_with_traffic),
 ];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("netns-child") {
         std::process::exit(netns_child());
+    }
+    if args.first().map(String::as_str) == Some("uoa-netns-child") {
+        std::process::exit(uoa::netns_child(&args[1..]));
     }
     let lb = match Lb::new("toa0") {
         Ok(lb) => lb,
@@ -1723,7 +1762,8 @@ fn main() {
 }
 
 mod demo {
-    //! `toa-vmtest demo`: one connection per load-balancer scenario, printing what the server sees.
+    //! `toa-vmtest demo`: one connection per load-balancer scenario, printing what the server sees;
+    //! then one UDP datagram per scenario (`uoa::demo`).
     use super::*;
 
     pub fn run(ctx: &mut Ctx) -> i32 {
@@ -1792,6 +1832,7 @@ mod demo {
                 }
             }
         }
+        rc |= uoa::demo(ctx);
         println!("== /proc/net/toa_stats");
         print!(
             "{}",

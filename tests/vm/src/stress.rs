@@ -10,23 +10,23 @@ use std::time::Instant;
 use toa_wire::{scan_ip_header, scan_tcp_header, Scan, Toa};
 
 /// SplitMix64: a small, seedable, reproducible generator (the seed is printed on every run).
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
+    pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next() as u8).collect()
     }
-    fn addr(&mut self, v6: bool) -> IpAddr {
+    pub(crate) fn addr(&mut self, v6: bool) -> IpAddr {
         if v6 {
             let mut b = [0u8; 16];
             b[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
@@ -39,7 +39,7 @@ impl Rng {
 }
 
 /// The seed: `TOA_SEED` when set (to reproduce a failure), else from the clock.
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     std::env::var("TOA_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -122,7 +122,7 @@ const SAFE_IPV4_KINDS: [u8; 6] = [25, 30, 82, 94, 142, 205];
 
 /// IPv4 options the kernel accepts (it drops a packet whose option list is malformed), with option 31
 /// in good and bad shapes among other options.
-fn ipv4_options(rng: &mut Rng) -> Vec<u8> {
+pub(crate) fn ipv4_options(rng: &mut Rng) -> Vec<u8> {
     let mut o = Vec::new();
     for _ in 0..rng.below(4) {
         let room = 40 - o.len();
@@ -164,7 +164,7 @@ fn ipv4_options(rng: &mut Rng) -> Vec<u8> {
 
 /// An IPv6 destination-options header the kernel accepts (unknown options of the "skip" kind, at most
 /// 7 bytes of padding in a row, PadN zero-filled), with option 31 in good and bad shapes.
-fn ipv6_dstopts(rng: &mut Rng) -> Vec<u8> {
+pub(crate) fn ipv6_dstopts(rng: &mut Rng) -> Vec<u8> {
     let mut tlvs = Vec::new();
     for _ in 0..1 + rng.below(3) {
         match rng.below(5) {

@@ -1,5 +1,5 @@
-//! The server side of the tests: listening sockets and the calls whose results toa changes, through the
-//! raw system calls (so the tests see exactly what an application sees).
+//! The server side of the tests: listening sockets, UDP sockets and the calls whose results toa changes,
+//! through the raw system calls (so the tests see exactly what an application sees).
 
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -104,6 +104,101 @@ impl Sock {
             cvt(libc::listen(fd, 128))?;
             Ok(s)
         }
+    }
+
+    /// A UDP socket bound to `addr` (`AF_INET` or `AF_INET6` by `addr`'s family; an IPv6 wildcard
+    /// socket also takes IPv4, v4-mapped), with a receive buffer of at least `rcvbuf` bytes (root may
+    /// exceed `rmem_max`), so that a burst of datagrams read in batches is not dropped.
+    pub fn udp(addr: SocketAddr, rcvbuf: usize) -> io::Result<Sock> {
+        let family = if addr.is_ipv4() {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        };
+        // SAFETY: plain syscalls on a fresh descriptor we own.
+        unsafe {
+            let fd = cvt(libc::socket(
+                family,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                0,
+            ))?;
+            let s = Sock(OwnedFd::from_raw_fd(fd));
+            let zero: libc::c_int = 0;
+            if family == libc::AF_INET6 {
+                s.setopt(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &zero)?;
+            }
+            let size = rcvbuf.min(i32::MAX as usize / 2) as libc::c_int;
+            s.setopt(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size)?;
+            let (ss, len) = encode(addr);
+            cvt(libc::bind(
+                fd,
+                &ss as *const _ as *const libc::sockaddr,
+                len,
+            ))?;
+            Ok(s)
+        }
+    }
+
+    /// Waits up to `timeout` for a datagram and reads it: the payload and the source recvfrom()
+    /// reported.
+    pub fn recv_from(&self, timeout: Duration) -> io::Result<(Vec<u8>, SocketAddr)> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = cvt(unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as libc::c_int) })?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "no datagram"));
+        }
+        self.try_recv_from()?
+            .ok_or_else(|| io::Error::other("poll said readable, recvfrom found nothing"))
+    }
+
+    /// Reads a datagram if one is queued (payload and source), `None` if none is.
+    pub fn try_recv_from(&self) -> io::Result<Option<(Vec<u8>, SocketAddr)>> {
+        let mut buf = vec![0u8; 2048];
+        // SAFETY: all-zero is a valid sockaddr_storage; recvfrom writes at most `len` bytes of it and at
+        // most `buf.len()` bytes of payload.
+        unsafe {
+            let mut ss: libc::sockaddr_storage = zeroed();
+            let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            let n = libc::recvfrom(
+                self.fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+                &mut ss as *mut _ as *mut libc::sockaddr,
+                &mut len,
+            );
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                return if e.kind() == io::ErrorKind::WouldBlock {
+                    Ok(None)
+                } else {
+                    Err(e)
+                };
+            }
+            buf.truncate(n as usize);
+            Ok(Some((buf, decode(&ss, len)?)))
+        }
+    }
+
+    /// `getsockopt(level, name)` on `buf` with `len` as the length passed in (it may differ from the
+    /// buffer's, to test the kernel's checks: at most `buf.len()`): the length the kernel returned.
+    pub fn getsockopt_buf(
+        &self,
+        level: libc::c_int,
+        name: libc::c_int,
+        buf: &mut [u8],
+        len: usize,
+    ) -> io::Result<usize> {
+        assert!(len <= buf.len(), "getsockopt length past the buffer");
+        let mut l = len as libc::socklen_t;
+        // SAFETY: the buffer holds at least `l` bytes.
+        cvt(unsafe { libc::getsockopt(self.fd(), level, name, buf.as_mut_ptr().cast(), &mut l) })?;
+        Ok(l as usize)
     }
 
     fn setopt<T>(&self, level: libc::c_int, name: libc::c_int, v: &T) -> io::Result<()> {
