@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * toa_server: a TCP server that prints the real client of each connection, built from the samples of
- * Tencent Cloud CLB (seed 000, "NAT64 CLB used in a hybrid cloud") and Huawei Cloud ELB (seed 002): first
+ * Tencent Cloud CLB ("NAT64 CLB used in a hybrid cloud") and Huawei Cloud ELB: first
  * getsockopt(TOA_SO_GET_LOOKUP) for a NAT64 (IPv6) client, then getpeername() for an IPv4 one.
  *
  *   toa_server PORT [COUNT]     serve COUNT connections (default: forever) on 0.0.0.0:PORT

@@ -1,4 +1,4 @@
-//! Fuzz target: the IP-level TOA parsers of toa.ko (src/wire.rs, seed 004): IPv4 header + options and
+//! Fuzz target: the IP-level TOA parsers of toa.ko (src/wire.rs, the IP-option TOA/UOA design): IPv4 header + options and
 //! IPv6 header + extension headers. Properties: never panics (overflow checks on), and a reported TOA
 //! always carries a VIP of the client's family and comes from an IP option.
 #![no_main]

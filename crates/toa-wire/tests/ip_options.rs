@@ -1,4 +1,4 @@
-//! Unit tests of the IP-option TOA parsers (seed 004): IPv4 option 31 and IPv6 destination option 31.
+//! Unit tests of the IP-option TOA parsers (the IP-option TOA/UOA design): IPv4 option 31 and IPv6 destination option 31.
 
 use toa_wire::*;
 
@@ -204,7 +204,7 @@ fn ipv4_header() {
 fn ipv6_dest_option_both_payload_families() {
     for v6 in [false, true] {
         let h = dstopts(&v6tlv(v6));
-        assert_eq!(h[1], if v6 { 4 } else { 1 }, "seed 004's hdrlen");
+        assert_eq!(h[1], if v6 { 4 } else { 1 }, "the design's hdrlen");
         let t = found(scan_ipv6_dstopts(&h));
         assert_eq!(t.origin, Origin::Ipv6DestOption);
         assert_eq!(t.client.port, 40001);

@@ -234,6 +234,29 @@ pub fn poll<T>(
     }
 }
 
+/// Waits until a TCP socket listens on `port` (`/proc/net/tcp` or `tcp6`, state `0A`): a server started
+/// as another process is ready for connections then, not after some sleep.
+pub fn wait_listening(port: u16) -> Result<(), String> {
+    let local = format!(":{port:04X} ");
+    poll(
+        Duration::from_secs(10),
+        &format!("a listener on port {port}"),
+        || {
+            let listening = ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
+                std::fs::read_to_string(f).is_ok_and(|t| {
+                    t.lines().skip(1).any(|l| {
+                        let cols: Vec<&str> = l.split_whitespace().collect();
+                        cols.len() > 3
+                            && format!("{} ", cols[1]).ends_with(&local)
+                            && cols[3] == "0A"
+                    })
+                })
+            });
+            Ok(listening.then_some(()))
+        },
+    )
+}
+
 /// The kernel log.
 pub fn dmesg() -> String {
     run("dmesg", &[]).unwrap_or_default()

@@ -65,7 +65,7 @@ const VIP4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
 const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x76, 0, 0, 0, 0, 9);
 const VPORT: u16 = 80;
 
-/// Seed 004's IPv4 option 31: type, len (16/40), operation (bit 0: IPv6), padding, cport, vport, cip, vip.
+/// The IP-option TOA/UOA design's IPv4 option 31: type, len (16/40), operation (bit 0: IPv6), padding, cport, vport, cip, vip.
 fn ip4opt(cip: IpAddr, cport: u16, vip: IpAddr, vport: u16) -> Vec<u8> {
     let v6 = cip.is_ipv6();
     let mut o = vec![31, if v6 { 40 } else { 16 }, u8::from(v6), 0];
@@ -76,7 +76,7 @@ fn ip4opt(cip: IpAddr, cport: u16, vip: IpAddr, vport: u16) -> Vec<u8> {
     o
 }
 
-/// Seed 004's IPv6 destination option 31 TLV: type, optlen (12/36), cport, vport, cip, vip.
+/// The IP-option TOA/UOA design's IPv6 destination option 31 TLV: type, optlen (12/36), cport, vport, cip, vip.
 fn ip6tlv(cip: IpAddr, cport: u16, vip: IpAddr, vport: u16) -> Vec<u8> {
     let mut o = vec![31, if cip.is_ipv6() { 36 } else { 12 }];
     o.extend_from_slice(&cport.to_be_bytes());
@@ -413,7 +413,7 @@ fn nat64_on_af_inet(ctx: &mut Ctx) -> TestResult {
     Ok(())
 }
 
-/// Seed 004's mode (nat64_getpeername=1): an AF_INET socket returns the IPv6 client as a sockaddr_in6
+/// The IP-option TOA/UOA design's mode (nat64_getpeername=1): an AF_INET socket returns the IPv6 client as a sockaddr_in6
 /// when the caller's buffer holds one, and the LB's sockaddr_in when it does not.
 fn nat64_getpeername_mode(ctx: &mut Ctx) -> TestResult {
     env::load(&["nat64_getpeername=1"])?;
@@ -759,7 +759,7 @@ fn listener_closed_with_queued_children(ctx: &mut Ctx) -> TestResult {
 // ---------------------------------------------------------------------------------------------------
 // /proc and the module's life
 
-/// /proc/net/toa_stats: the classic layout, a column per possible CPU, seed 000's seven rows first, the
+/// /proc/net/toa_stats: the classic layout, a column per possible CPU, Tencent's seven rows first, the
 /// UDP (UOA) rows last.
 fn toa_stats_layout(_ctx: &mut Ctx) -> TestResult {
     let text = std::fs::read_to_string("/proc/net/toa_stats").map_err(|e| e.to_string())?;
@@ -784,7 +784,7 @@ fn toa_stats_layout(_ctx: &mut Ctx) -> TestResult {
         s.header
     );
     let names: Vec<&str> = s.rows.iter().map(|(n, _)| n.as_str()).collect();
-    let seed000 = [
+    let tencent = [
         "syn_recv_sock_toa",
         "syn_recv_sock_no_toa",
         "getname_toa_ok",
@@ -793,7 +793,7 @@ fn toa_stats_layout(_ctx: &mut Ctx) -> TestResult {
         "ip6_address_alloc",
         "ip6_address_free",
     ];
-    check!(names.len() > 7 && names[..7] == seed000, "rows {names:?}");
+    check!(names.len() > 7 && names[..7] == tencent, "rows {names:?}");
     for line in text.lines().skip(1) {
         check!(
             line.len() == 26 + 11 * ncpu && line.as_bytes()[25] == b':',
@@ -1138,7 +1138,7 @@ fn example_c_server(ctx: &mut Ctx) -> TestResult {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| format!("{bin}: {e}"))?;
-    std::thread::sleep(Duration::from_millis(300));
+    env::wait_listening(port)?;
     for opts in [toa4(200, CIP4, CPORT), toa6(253, CIP6, CPORT)] {
         let mut c = Conn::new(&mut ctx.lb, Family::V4, port, ack_opts(opts));
         io(c.connect(&mut ctx.lb, &[]), "handshake")?;
@@ -1160,7 +1160,7 @@ fn example_c_server(ctx: &mut Ctx) -> TestResult {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// IP-option TOA (seed 004)
+// IP-option TOA (the IP-option TOA/UOA design)
 
 /// Outer IPv4/IPv6 x payload IPv4/IPv6 x AF_INET/AF_INET6 listener (an AF_INET listener only hears
 /// IPv4): accept, getpeername, getsockname (the VIP), getsockopt 4096, toa_table and counters.
@@ -1267,7 +1267,7 @@ fn ip_option_matrix(ctx: &mut Ctx) -> TestResult {
     Ok(())
 }
 
-/// Seed 004's NAT64 mode: an AF_INET socket gets the IPv6 client and VIP as sockaddr_in6; and with
+/// The IP-option TOA/UOA design's NAT64 mode: an AF_INET socket gets the IPv6 client and VIP as sockaddr_in6; and with
 /// getsockname_vip=0, getsockname() is left alone.
 fn ip_option_parameters(ctx: &mut Ctx) -> TestResult {
     env::load(&["nat64_getpeername=1"])?;
