@@ -12,7 +12,7 @@
 //!   idle expiry by one sweeper, a bound per namespace);
 //! * [`hooks`]: the netfilter `LOCAL_IN` hooks that read the datagrams, registered in every namespace;
 //! * [`sockopt`]: getsockopt 2048 (v0) and 2049 (v1);
-//! * [`procfs`]: `/proc/net/uoa_table`.
+//! * [`procfs`]: the `/proc/net/uoa_table` file.
 //!
 //! [`Uoa`] owns them all, built from the module parameters `uoa`, `uoa_timeout` and `uoa_max_mappings`.
 
