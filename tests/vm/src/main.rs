@@ -4,8 +4,11 @@
 //! for UDP, the datagram and getsockopt 2048/2049, in `uoa`) and what `/proc/net/toa_*` and
 //! `/proc/net/uoa_table` report.
 //!
-//! `toa-vmtest [FILTER...]` runs the tests whose name contains a filter (all by default) and ends with
-//! `N passed, N failed`; `toa-vmtest demo` prints what the server sees for each LB scenario instead.
+//! `toa-vmtest [FILTER...]` runs the tests whose name contains a filter (all by default), reports them
+//! in KTAP (the kernel selftests' format: `ok N name` / `not ok N name`, reasons on `#` lines) and ends
+//! with `N passed, N failed`; `toa-vmtest --list` lists the tests; `toa-vmtest demo` prints what the
+//! server sees for each LB scenario instead. The tests of an area share a prefix (`uoa_` for UDP, in
+//! `uoa.rs`), so `toa-vmtest uoa_` runs one area.
 
 mod env;
 mod sys;
@@ -1711,6 +1714,12 @@ const TESTS: &[Test] = &[
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--list") {
+        for (name, _) in TESTS {
+            println!("{name}");
+        }
+        return;
+    }
     if args.first().map(String::as_str) == Some("netns-child") {
         std::process::exit(netns_child());
     }
@@ -1740,23 +1749,31 @@ fn main() {
         let n = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1000);
         std::process::exit(bench::workload(&mut ctx, what, n));
     }
+    let selected: Vec<&Test> = TESTS
+        .iter()
+        .filter(|(name, _)| args.is_empty() || args.iter().any(|a| name.contains(a.as_str())))
+        .collect();
+    // KTAP, the kernel selftests' format, then the closing count make check adds up.
+    println!("KTAP version 1");
+    println!("1..{}", selected.len());
     let (mut passed, mut failed) = (0, 0);
-    for (name, test) in TESTS {
-        if !args.is_empty() && !args.iter().any(|a| name.contains(a.as_str())) {
-            continue;
-        }
+    for (i, (name, test)) in selected.into_iter().enumerate() {
         let r = env::ensure_loaded().and_then(|_| test(&mut ctx));
         match r {
             Ok(()) => {
                 passed += 1;
-                println!("ok - {name}");
+                println!("ok {} {name}", i + 1);
             }
             Err(e) => {
                 failed += 1;
-                println!("FAIL - {name}: {e}");
+                for line in e.lines() {
+                    println!("# {name}: {line}");
+                }
+                println!("not ok {} {name}", i + 1);
             }
         }
     }
+    println!("# {passed} passed, {failed} failed");
     println!("{passed} passed, {failed} failed");
     std::process::exit(if failed == 0 && passed > 0 { 0 } else { 1 });
 }
