@@ -64,7 +64,7 @@ fi
 contents=$(dpkg-deb -c "$deb" | awk '{print $6}')
 missing=""
 for f in dkms.conf Kbuild Makefile src/Kbuild src/toa_main.rs src/wire.rs src/toa_shim.c src/toa_shim.h \
-	scripts/kernel-rustc.sh include/toa.h; do
+	src/uoa.rs src/uoa/flows.rs src/uoa/hooks.rs scripts/kernel-rustc.sh include/toa.h include/uoa.h; do
 	grep -qx "./usr/src/toa-$version/$f" <<<"$contents" || missing="$missing $f"
 done
 for f in ./usr/lib/modules-load.d/toa.conf ./etc/modprobe.d/toa.conf; do
