@@ -1,48 +1,9 @@
 //! Unit tests of the IP-option TOA parsers (the IP-option TOA/UOA design): IPv4 option 31 and IPv6 destination option 31.
 
+mod common;
+
+use common::*;
 use toa_wire::*;
-
-const CIP4: [u8; 4] = [198, 51, 100, 7];
-const VIP4: [u8; 4] = [203, 0, 113, 9];
-const CIP6: [u8; 16] = [
-    0x20, 0x01, 0x0d, 0xb8, 0, 0xc1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7,
-];
-const VIP6: [u8; 16] = [
-    0x20, 0x01, 0x0d, 0xb8, 0, 0x76, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9,
-];
-
-fn v4opt(v6: bool) -> Vec<u8> {
-    let mut o = vec![
-        31,
-        if v6 { 40 } else { 16 },
-        u8::from(v6),
-        0,
-        0x9c,
-        0x41,
-        0x00,
-        0x50,
-    ];
-    if v6 {
-        o.extend_from_slice(&CIP6);
-        o.extend_from_slice(&VIP6);
-    } else {
-        o.extend_from_slice(&CIP4);
-        o.extend_from_slice(&VIP4);
-    }
-    o
-}
-
-fn v6tlv(v6: bool) -> Vec<u8> {
-    let mut o = vec![31, if v6 { 36 } else { 12 }, 0x9c, 0x41, 0x00, 0x50];
-    if v6 {
-        o.extend_from_slice(&CIP6);
-        o.extend_from_slice(&VIP6);
-    } else {
-        o.extend_from_slice(&CIP4);
-        o.extend_from_slice(&VIP4);
-    }
-    o
-}
 
 /// A destination-options header around `tlvs`, padded to 8 bytes with PadN (or Pad1).
 fn dstopts(tlvs: &[u8]) -> Vec<u8> {

@@ -1,16 +1,11 @@
 //! Unit tests of the UDP path (UOA): DPVS's UOA IPv4 option read by the UDP-mode scan (and skipped by
 //! the TCP scans), and whole IPv4 / IPv6 UDP datagrams ([`scan_udp_ipv4`], [`scan_udp_ipv6`]).
 
+mod common;
+
+use common::*;
 use toa_wire::*;
 
-const CIP4: [u8; 4] = [198, 51, 100, 7];
-const VIP4: [u8; 4] = [203, 0, 113, 9];
-const CIP6: [u8; 16] = [
-    0x20, 0x01, 0x0d, 0xb8, 0, 0xc1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7,
-];
-const VIP6: [u8; 16] = [
-    0x20, 0x01, 0x0d, 0xb8, 0, 0x76, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9,
-];
 /// The client port of every option here (0x9c41).
 const CPORT: u16 = 40001;
 /// The UDP ports of every datagram here.
@@ -24,41 +19,6 @@ fn dpvs(v6: bool) -> Vec<u8> {
         o.extend_from_slice(&CIP6);
     } else {
         o.extend_from_slice(&CIP4);
-    }
-    o
-}
-
-/// The IP-option TOA/UOA design's IPv4 option: 31, len 16/40, operation, padding, cport vport cip vip.
-fn v4opt(v6: bool) -> Vec<u8> {
-    let mut o = vec![
-        31,
-        if v6 { 40 } else { 16 },
-        u8::from(v6),
-        0,
-        0x9c,
-        0x41,
-        0x00,
-        0x50,
-    ];
-    if v6 {
-        o.extend_from_slice(&CIP6);
-        o.extend_from_slice(&VIP6);
-    } else {
-        o.extend_from_slice(&CIP4);
-        o.extend_from_slice(&VIP4);
-    }
-    o
-}
-
-/// The IP-option TOA/UOA design's IPv6 destination option: 31, optlen 12/36, cport vport cip vip.
-fn v6tlv(v6: bool) -> Vec<u8> {
-    let mut o = vec![31, if v6 { 36 } else { 12 }, 0x9c, 0x41, 0x00, 0x50];
-    if v6 {
-        o.extend_from_slice(&CIP6);
-        o.extend_from_slice(&VIP6);
-    } else {
-        o.extend_from_slice(&CIP4);
-        o.extend_from_slice(&VIP4);
     }
     o
 }
