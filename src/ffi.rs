@@ -277,6 +277,7 @@ extern "C" {
     pub(crate) fn get_random_u32() -> u32;
     pub(crate) fn toa_sk_protocol(sk: *const Sock) -> u8;
     pub(crate) fn toa_skb_len_from_network(skb: *const SkBuff) -> c_uint;
+    pub(crate) fn toa_skb_headlen_from_network(skb: *const SkBuff) -> c_uint;
     pub(crate) fn toa_skb_copy_from_network(
         skb: *const SkBuff,
         to: *mut c_void,

@@ -301,6 +301,10 @@ const unsigned int toa_hz = HZ;
 u32 toa_jhash2(const u32 *k, u32 words, u32 initval) { return jhash2(k, words, initval); }
 unsigned char toa_sk_protocol(const struct sock *sk) { return sk->sk_protocol; }
 unsigned int toa_skb_len_from_network(const struct sk_buff *skb) { return skb->len - skb_network_offset(skb); }
+unsigned int toa_skb_headlen_from_network(const struct sk_buff *skb)
+{
+	return skb_tail_pointer(skb) - skb_network_header(skb);
+}
 int toa_skb_copy_from_network(const struct sk_buff *skb, void *to, unsigned int len)
 {
 	return skb_copy_bits(skb, skb_network_offset(skb), to, len);

@@ -155,6 +155,7 @@ unsigned long toa_jiffies(void);
 u32 toa_jhash2(const u32 *k, u32 words, u32 initval);
 unsigned char toa_sk_protocol(const struct sock *sk);
 unsigned int toa_skb_len_from_network(const struct sk_buff *skb);
+unsigned int toa_skb_headlen_from_network(const struct sk_buff *skb);
 int toa_skb_copy_from_network(const struct sk_buff *skb, void *to, unsigned int len);
 long *toa_net_uoa_mappings_slot(const struct net *net);
 

@@ -77,9 +77,11 @@ impl Addr {
     pub fn to_v6_mapped(self) -> [u8; 16] {
         match self {
             Addr::V6(a) => a,
-            Addr::V4(a) => [
-                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
-            ],
+            Addr::V4(a) => {
+                // One 16-byte value, not 16 byte stores: the UDP receive path builds these per datagram.
+                let mapped = (0xffff_u128 << 32) | u128::from(u32::from_be_bytes(a));
+                mapped.to_be_bytes()
+            }
         }
     }
 }

@@ -40,28 +40,26 @@ const IPV6_EXTENSIONS: [u8; 4] = [
     wire::NEXTHDR_DEST,
 ];
 
-/// The first bytes of the packet's network header, which the IP layer has pulled into the linear area
-/// (the IPv4 header with its options, or the fixed IPv6 header).
+/// Up to `want` (at most [`COPY_MAX`]) bytes from the network header on: in place when the linear area
+/// holds them (the common case: the IP layer pulled the IP header, and small datagrams are linear),
+/// else copied into `buf` (not zeroed first: only the bytes copied are ever read).
 ///
 /// # Safety
 ///
-/// `skb` is a packet in the IPv4 (`len` <= its header length) or IPv6 (`len` <= 40) receive path.
-unsafe fn linear<'a>(skb: *const SkBuff, len: usize) -> &'a [u8] {
-    // SAFETY: per the function's contract.
-    unsafe { core::slice::from_raw_parts(ffi::toa_skb_network_header(skb), len) }
-}
-
-/// Copies up to `want` (at most [`COPY_MAX`]) bytes from the network header on into `buf` (not
-/// zeroed first: only the bytes copied are ever read); returns them.
-///
-/// # Safety
-///
-/// `skb` is a live packet whose network header is set.
-unsafe fn copy_headers(
+/// `skb` is a live packet whose network header is set, which stays unchanged while the returned bytes
+/// are used (netfilter holds it for the hook).
+unsafe fn headers<'a>(
     skb: *const SkBuff,
-    buf: &mut MaybeUninit<[u8; COPY_MAX]>,
+    nh: *const u8,
+    buf: &'a mut MaybeUninit<[u8; COPY_MAX]>,
     want: usize,
-) -> &[u8] {
+) -> &'a [u8] {
+    // SAFETY: per the function's contract.
+    let linear = unsafe { ffi::toa_skb_headlen_from_network(skb) } as usize;
+    if linear >= want {
+        // SAFETY: `want` bytes from the network header on are in the linear area.
+        return unsafe { core::slice::from_raw_parts(nh, want) };
+    }
     // SAFETY: per the function's contract.
     let avail = unsafe { ffi::toa_skb_len_from_network(skb) } as usize;
     let n = avail.min(want).min(COPY_MAX);
@@ -147,7 +145,9 @@ unsafe extern "C" fn toa_uoa_hook_v4(
 ) -> c_uint {
     // SAFETY: the IPv4 receive path pulled the whole IPv4 header (`ihl * 4` >= 20 bytes) into the linear
     // area before the hook.
-    let h = unsafe { linear(skb, 20) };
+    let nh = unsafe { ffi::toa_skb_network_header(skb) };
+    // SAFETY: as above.
+    let h = unsafe { core::slice::from_raw_parts(nh, 20) };
     if h[9] != IPPROTO_UDP {
         return NF_ACCEPT;
     }
@@ -160,7 +160,7 @@ unsafe extern "C" fn toa_uoa_hook_v4(
     // The IPv4 header, its options and the UDP header.
     let want = usize::from(h[0] & 0x0f) * 4 + UDP_HEADER_LEN;
     // SAFETY: a live packet with its network header set.
-    let packet = unsafe { copy_headers(skb, &mut buf, want) };
+    let packet = unsafe { headers(skb, nh, &mut buf, want) };
     handle(net, packet, wire::scan_udp_ipv4(packet));
     NF_ACCEPT
 }
@@ -177,7 +177,9 @@ unsafe extern "C" fn toa_uoa_hook_v6(
     state: *const NfHookState,
 ) -> c_uint {
     // SAFETY: the IPv6 receive path pulled the fixed 40-byte header into the linear area.
-    let h = unsafe { linear(skb, 40) };
+    let nh = unsafe { ffi::toa_skb_network_header(skb) };
+    // SAFETY: as above.
+    let h = unsafe { core::slice::from_raw_parts(nh, 40) };
     let next = h[6];
     if next != IPPROTO_UDP && !IPV6_EXTENSIONS.contains(&next) {
         return NF_ACCEPT;
@@ -195,7 +197,7 @@ unsafe extern "C" fn toa_uoa_hook_v6(
         COPY_MAX
     };
     // SAFETY: a live packet with its network header set.
-    let packet = unsafe { copy_headers(skb, &mut buf, want) };
+    let packet = unsafe { headers(skb, nh, &mut buf, want) };
     handle(net, packet, wire::scan_udp_ipv6(packet));
     NF_ACCEPT
 }
