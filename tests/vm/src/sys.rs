@@ -69,9 +69,14 @@ fn encode(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
 pub struct Sock(pub OwnedFd);
 
 impl Sock {
-    /// A listening TCP socket bound to `addr` (`AF_INET` or `AF_INET6` by `addr`'s family; an IPv6
-    /// wildcard listener also takes IPv4, v4-mapped). `fastopen` enables TCP Fast Open on it.
-    pub fn listen(addr: SocketAddr, fastopen: bool) -> io::Result<Sock> {
+    /// A socket of `kind` bound to `addr` (`AF_INET` or `AF_INET6` by `addr`'s family; an IPv6
+    /// socket is dual-stack, so a wildcard one also takes IPv4, v4-mapped), after `setup` has set its
+    /// options.
+    fn bound(
+        addr: SocketAddr,
+        kind: libc::c_int,
+        setup: impl FnOnce(&Sock) -> io::Result<()>,
+    ) -> io::Result<Sock> {
         let family = if addr.is_ipv4() {
             libc::AF_INET
         } else {
@@ -79,64 +84,46 @@ impl Sock {
         };
         // SAFETY: plain syscalls on a fresh descriptor we own.
         unsafe {
-            let fd = cvt(libc::socket(
-                family,
-                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-                0,
-            ))?;
+            let fd = cvt(libc::socket(family, kind | libc::SOCK_CLOEXEC, 0))?;
             let s = Sock(OwnedFd::from_raw_fd(fd));
-            let one: libc::c_int = 1;
             let zero: libc::c_int = 0;
-            s.setopt(libc::SOL_SOCKET, libc::SO_REUSEADDR, &one)?;
             if family == libc::AF_INET6 {
                 s.setopt(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &zero)?;
             }
+            setup(&s)?;
             let (ss, len) = encode(addr);
             cvt(libc::bind(
                 fd,
                 &ss as *const _ as *const libc::sockaddr,
                 len,
             ))?;
-            if fastopen {
-                let qlen: libc::c_int = 16;
-                s.setopt(libc::IPPROTO_TCP, libc::TCP_FASTOPEN, &qlen)?;
-            }
-            cvt(libc::listen(fd, 128))?;
             Ok(s)
         }
     }
 
-    /// A UDP socket bound to `addr` (`AF_INET` or `AF_INET6` by `addr`'s family; an IPv6 wildcard
-    /// socket also takes IPv4, v4-mapped), with a receive buffer of at least `rcvbuf` bytes (root may
-    /// exceed `rmem_max`), so that a burst of datagrams read in batches is not dropped.
-    pub fn udp(addr: SocketAddr, rcvbuf: usize) -> io::Result<Sock> {
-        let family = if addr.is_ipv4() {
-            libc::AF_INET
-        } else {
-            libc::AF_INET6
-        };
-        // SAFETY: plain syscalls on a fresh descriptor we own.
-        unsafe {
-            let fd = cvt(libc::socket(
-                family,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                0,
-            ))?;
-            let s = Sock(OwnedFd::from_raw_fd(fd));
-            let zero: libc::c_int = 0;
-            if family == libc::AF_INET6 {
-                s.setopt(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &zero)?;
-            }
-            let size = rcvbuf.min(i32::MAX as usize / 2) as libc::c_int;
-            s.setopt(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size)?;
-            let (ss, len) = encode(addr);
-            cvt(libc::bind(
-                fd,
-                &ss as *const _ as *const libc::sockaddr,
-                len,
-            ))?;
-            Ok(s)
+    /// A listening TCP socket bound to `addr` (see [`Sock::bound`]). `fastopen` enables TCP Fast Open
+    /// on it.
+    pub fn listen(addr: SocketAddr, fastopen: bool) -> io::Result<Sock> {
+        let one: libc::c_int = 1;
+        let s = Sock::bound(addr, libc::SOCK_STREAM, |s| {
+            s.setopt(libc::SOL_SOCKET, libc::SO_REUSEADDR, &one)
+        })?;
+        if fastopen {
+            let qlen: libc::c_int = 16;
+            s.setopt(libc::IPPROTO_TCP, libc::TCP_FASTOPEN, &qlen)?;
         }
+        // SAFETY: a socket we own.
+        cvt(unsafe { libc::listen(s.fd(), 128) })?;
+        Ok(s)
+    }
+
+    /// A UDP socket bound to `addr` (see [`Sock::bound`]), with a receive buffer of at least `rcvbuf`
+    /// bytes (root may exceed `rmem_max`), so that a burst of datagrams read in batches is not dropped.
+    pub fn udp(addr: SocketAddr, rcvbuf: usize) -> io::Result<Sock> {
+        let size = rcvbuf.min(i32::MAX as usize / 2) as libc::c_int;
+        Sock::bound(addr, libc::SOCK_DGRAM, |s| {
+            s.setopt(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size)
+        })
     }
 
     /// Waits up to `timeout` for a datagram and reads it: the payload and the source recvfrom()
