@@ -27,7 +27,7 @@ use kernel::prelude::*;
 
 /// The most `uoa_timeout` may be: idle times are kept in 16-bit seconds (see [`flows`]), and an entry
 /// must be swept (within a minute of its expiry) before its idle time wraps.
-const MAX_TIMEOUT_SECS: u32 = 43200;
+pub(crate) const MAX_TIMEOUT_SECS: u32 = 43200;
 /// The fewest and the most mappings `uoa_max_mappings` may allow per namespace.
 const MIN_MAPPINGS: u32 = 256;
 const MAX_MAPPINGS: u32 = 1 << 24;

@@ -186,6 +186,23 @@ fn now_secs() -> u16 {
     (j / c_ulong::from(hz.max(1))) as u16
 }
 
+/// How long ago, in seconds, a mapping last used at `used` was used, seen at `now` (both from
+/// [`now_secs`]).
+///
+/// The clock is read without a lock, so another CPU may refresh a mapping with a reading taken after
+/// `now` was: a `used` up to [`CLOCK_SKEW_SECS`] ahead of `now` means "just used" (0), not an idle time
+/// of almost 2^16 s. `uoa_timeout` is bounded well below `2^16 - CLOCK_SKEW_SECS`.
+fn idle_secs(now: u16, used: u16) -> u16 {
+    match now.wrapping_sub(used) {
+        idle if idle > u16::MAX - CLOCK_SKEW_SECS => 0,
+        idle => idle,
+    }
+}
+
+/// How far ahead of a clock reading another CPU's reading may be (see [`idle_secs`]).
+const CLOCK_SKEW_SECS: u16 = 3600;
+const _: () = assert!(crate::uoa::MAX_TIMEOUT_SECS < (u16::MAX - CLOCK_SKEW_SECS) as u32);
+
 /// A link of a chain: the address of the next [`Flow`] (8-aligned, bit 0 clear) or, at the end of a
 /// chain, its nulls marker `(bucket << 1) | 1` (`include/linux/list_nulls.h`).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -285,7 +302,7 @@ impl Table {
     }
 
     fn expired(&self, now: u16, used: u16) -> bool {
-        u32::from(now.wrapping_sub(used)) > self.config.timeout_secs
+        u32::from(idle_secs(now, used)) > self.config.timeout_secs
     }
 
     /// A new mapping object for namespace `inum`, not linked yet.
@@ -540,7 +557,7 @@ pub(crate) fn next_row(inum: u32, mut b: u32, mut after: Option<FlowKey>) -> Opt
                 let row = Row {
                     key: f.data.key(),
                     mapping: f.data.mapping(),
-                    idle_secs: now.wrapping_sub(used),
+                    idle_secs: idle_secs(now, used),
                 };
                 if past_after {
                     return Some((b, row));
