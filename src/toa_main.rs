@@ -28,6 +28,7 @@ mod probes;
 mod procfs;
 mod sockaddr;
 mod sockopt;
+mod sys;
 mod stats;
 mod store;
 mod uoa;

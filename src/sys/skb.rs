@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Packets (`struct sk_buff`) in receive processing.
+
+use crate::ffi;
+use core::ffi::c_uint;
+use core::mem::MaybeUninit;
+use kernel::types::Opaque;
+
+/// A received packet (`struct sk_buff`) whose network header is set: one that the IP layer accepted
+/// (netfilter `LOCAL_IN`, a transport protocol's receive path).
+///
+/// # Invariants
+///
+/// A `&SkBuff` refers to a packet that stays allocated and unchanged for the lifetime of the reference
+/// (its owner, netfilter or the receive path, holds it), whose network header is set and lies in its
+/// linear area.
+#[repr(transparent)]
+pub(crate) struct SkBuff(Opaque<ffi::SkBuff>);
+
+impl SkBuff {
+    /// The packet at `ptr`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` points at a packet that meets the type invariants for `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *const ffi::SkBuff) -> &'a SkBuff {
+        // SAFETY: a transparent wrapper; per the function's contract the invariants hold for `'a`.
+        unsafe { &*ptr.cast::<SkBuff>() }
+    }
+
+    fn as_ptr(&self) -> *mut ffi::SkBuff {
+        self.0.get()
+    }
+
+    /// `skb->protocol`: the link-layer protocol (`ETH_P_IP`, `ETH_P_IPV6`), network byte order as in
+    /// memory.
+    pub(crate) fn protocol_be(&self) -> u16 {
+        // SAFETY: by the type invariant the packet is allocated; the field does not change.
+        unsafe { ffi::toa_skb_protocol(self.as_ptr()) }
+    }
+
+    /// The bytes from the network header to the end of the linear area (IP header first).
+    pub(crate) fn linear_from_network(&self) -> &[u8] {
+        // SAFETY: by the type invariant the network header lies in the linear area, and the bytes from
+        // it to the tail are readable and unchanged while `self` is borrowed.
+        unsafe {
+            let nh = ffi::toa_skb_network_header(self.as_ptr());
+            let len = ffi::toa_skb_headlen_from_network(self.as_ptr()) as usize;
+            core::slice::from_raw_parts(nh, len)
+        }
+    }
+
+    /// Up to `buf.len()` bytes from the network header on: borrowed in place when the linear area holds
+    /// them (the common case: the IP layer pulled the IP header, and small packets are linear), else
+    /// copied into `buf` from the linear and paged data (`skb_copy_bits`); fewer when the packet is
+    /// shorter. Empty if the copy fails.
+    pub(crate) fn headers<'a>(&'a self, buf: &'a mut [MaybeUninit<u8>]) -> &'a [u8] {
+        let want = buf.len();
+        let linear = self.linear_from_network();
+        if linear.len() >= want {
+            return &linear[..want];
+        }
+        // SAFETY: by the type invariant the packet is allocated and its network header set.
+        let avail = unsafe { ffi::toa_skb_len_from_network(self.as_ptr()) } as usize;
+        let n = avail.min(want);
+        let p = buf.as_mut_ptr().cast::<u8>();
+        // SAFETY: `n` bytes exist from the network header on (paged data included), and `buf` has
+        // room for them.
+        if unsafe { ffi::toa_skb_copy_from_network(self.as_ptr(), p.cast(), n as c_uint) } < 0 {
+            return &[];
+        }
+        // SAFETY: the first `n` bytes of `buf` were just written.
+        unsafe { core::slice::from_raw_parts(p, n) }
+    }
+
+    /// The packet as one that TCP is receiving (transport header set on its TCP header).
+    ///
+    /// # Safety
+    ///
+    /// The packet is in TCP's receive path: its transport header is set, its IP header with options or
+    /// extension headers and its TCP header were pulled into the linear area.
+    pub(crate) unsafe fn as_tcp(&self) -> &TcpSkBuff {
+        // SAFETY: a transparent wrapper; per the function's contract its extra invariants hold.
+        unsafe { &*(self as *const SkBuff).cast::<TcpSkBuff>() }
+    }
+}
+
+/// A TCP segment in TCP's receive path (`tcp_v4_rcv` onwards).
+///
+/// # Invariants
+///
+/// Those of [`SkBuff`]; in addition its transport header is set on the TCP header, and the bytes from
+/// the network header to the end of the TCP header are linear.
+#[repr(transparent)]
+pub(crate) struct TcpSkBuff(SkBuff);
+
+impl core::ops::Deref for TcpSkBuff {
+    type Target = SkBuff;
+
+    fn deref(&self) -> &SkBuff {
+        &self.0
+    }
+}
+
+impl TcpSkBuff {
+    /// The IP header with its options or extension headers: from the network header to the transport
+    /// header.
+    pub(crate) fn ip_header(&self) -> &[u8] {
+        // SAFETY: by the type invariants those bytes are linear, readable and unchanged while `self`
+        // is borrowed.
+        unsafe {
+            let nh = ffi::toa_skb_network_header(self.as_ptr());
+            let len = ffi::toa_skb_network_header_len(self.as_ptr()) as usize;
+            core::slice::from_raw_parts(nh, len)
+        }
+    }
+
+    /// The TCP header: from the transport header, at most 60 bytes (the largest TCP header), never past
+    /// the linear data.
+    pub(crate) fn tcp_header(&self) -> &[u8] {
+        // SAFETY: by the type invariants the bytes from the transport header to the tail of the linear
+        // area are readable, and the slice stays inside them.
+        unsafe {
+            let th = ffi::toa_skb_transport_header(self.as_ptr());
+            let avail = ffi::toa_skb_headlen_from_transport(self.as_ptr()) as usize;
+            core::slice::from_raw_parts(th, avail.min(60))
+        }
+    }
+}
