@@ -288,22 +288,3 @@ extern "C" {
     // ---- logging
     pub(crate) fn toa_debug_ratelimit() -> bool;
 }
-
-/// `debug` module parameter: log rate-limited per-connection lines.
-pub(crate) fn param_debug() -> bool {
-    // SAFETY: a `bool` static of the shim that sysfs may write at any time: read once, volatile (READ_ONCE).
-    unsafe { core::ptr::read_volatile(core::ptr::addr_of!(toa_param_debug)) }
-}
-
-/// `nat64_getpeername` module parameter: the IP-option TOA/UOA design's sockaddr_in6 from
-/// getpeername() on AF_INET sockets.
-pub(crate) fn param_nat64_getpeername() -> bool {
-    // SAFETY: as in `param_debug`.
-    unsafe { core::ptr::read_volatile(core::ptr::addr_of!(toa_param_nat64_getpeername)) }
-}
-
-/// `getsockname_vip` module parameter: getsockname() returns the VIP of an IP-option TOA.
-pub(crate) fn param_getsockname_vip() -> bool {
-    // SAFETY: as in `param_debug`.
-    unsafe { core::ptr::read_volatile(core::ptr::addr_of!(toa_param_getsockname_vip)) }
-}

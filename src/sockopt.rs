@@ -15,14 +15,16 @@
 //!
 //! On success 20 bytes are written, `*len` is set to 20 and `getname_toa_ok` counts.
 
-use crate::ffi::{self, NfSockoptOps, Sock, TCP_CLOSE, TCP_LISTEN, TCP_SYN_SENT};
+use crate::ffi::{TCP_CLOSE, TCP_LISTEN, TCP_SYN_SENT};
 use crate::stats::{self, Counter};
 use crate::store;
+pub(crate) use crate::sys::netfilter::SockoptRegistration;
+use crate::sys::netfilter::{getsockopt_handler, GetsockoptCall, SockoptRange};
+use crate::sys::sock::Sock;
 use crate::wire::Addr;
-use core::ffi::{c_int, c_void};
+use core::ffi::c_int;
 use kernel::bindings;
 use kernel::prelude::*;
-use kernel::uaccess::UserSlice;
 
 /// `TOA_SO_GET_LOOKUP` of `include/toa.h`.
 pub(crate) const TOA_SO_GET_LOOKUP: c_int = 4096;
@@ -31,19 +33,17 @@ pub(crate) const TOA_SO_GET_LOOKUP: c_int = 4096;
 pub(crate) const TOA_NAT64_PEER_LEN: usize = 20;
 
 /// The answer to one lookup, or the (positive) errno to return.
-fn lookup(sk: *const Sock) -> core::result::Result<[u8; TOA_NAT64_PEER_LEN], u32> {
-    // SAFETY: `sk` is the caller's socket, referenced by its file for the whole syscall.
-    let state = unsafe { ffi::toa_sk_state(sk) };
-    if matches!(state, TCP_LISTEN | TCP_CLOSE | TCP_SYN_SENT) {
+fn lookup(sk: &Sock) -> core::result::Result<[u8; TOA_NAT64_PEER_LEN], u32> {
+    if matches!(sk.state(), TCP_LISTEN | TCP_CLOSE | TCP_SYN_SENT) {
         return Err(bindings::ENOTCONN);
     }
-    // SAFETY: as above.
-    let Some(client) = (unsafe { store::lookup(sk) }).map(|t| t.client) else {
-        stats::inc(sk, Counter::GetnameToaEmpty);
+    // SAFETY: `sk` is the caller's socket, referenced by its file for the whole syscall.
+    let Some(client) = (unsafe { store::lookup(sk.as_ptr()) }).map(|t| t.client) else {
+        stats::inc(sk.as_ptr(), Counter::GetnameToaEmpty);
         return Err(bindings::ENOENT);
     };
     let Addr::V6(addr) = client.addr else {
-        stats::inc(sk, Counter::GetnameToaMismatch);
+        stats::inc(sk.as_ptr(), Counter::GetnameToaMismatch);
         return Err(bindings::EAFNOSUPPORT);
     };
     let mut peer = [0u8; TOA_NAT64_PEER_LEN];
@@ -52,67 +52,39 @@ fn lookup(sk: *const Sock) -> core::result::Result<[u8; TOA_NAT64_PEER_LEN], u32
     Ok(peer)
 }
 
+getsockopt_handler!(toa_sockopt_get => get);
+
 /// `nf_sockopt_ops::get` for `TOA_SO_GET_LOOKUP`: see the module documentation for the errors.
-///
-/// # Safety
-///
-/// Only called by `nf_getsockopt` with a live socket, a user pointer and the kernel copy of its length.
-#[no_mangle]
-unsafe extern "C" fn toa_sockopt_get(
-    sk: *mut Sock,
-    optval: c_int,
-    user: *mut c_void,
-    len: *mut c_int,
-) -> c_int {
-    // SAFETY: `len` points at the kernel copy of the caller's length (`ip_getsockopt`).
-    let ulen = unsafe { len.read() };
-    if optval != TOA_SO_GET_LOOKUP || usize::try_from(ulen).map_or(true, |l| l < TOA_NAT64_PEER_LEN)
+fn get(mut call: GetsockoptCall<'_>) -> c_int {
+    if call.optname != TOA_SO_GET_LOOKUP
+        || usize::try_from(call.len.get()).map_or(true, |l| l < TOA_NAT64_PEER_LEN)
     {
         return EINVAL.to_errno();
     }
-    let peer = match lookup(sk) {
+    let peer = match lookup(call.sk) {
         Ok(peer) => peer,
         Err(errno) => return -(errno as c_int),
     };
-    if UserSlice::new(user as usize, TOA_NAT64_PEER_LEN)
+    if call
+        .user_slice(TOA_NAT64_PEER_LEN)
         .writer()
         .write_slice(&peer)
         .is_err()
     {
         return EFAULT.to_errno();
     }
-    // SAFETY: as above.
-    unsafe { len.write(TOA_NAT64_PEER_LEN as c_int) };
-    stats::inc(sk, Counter::GetnameToaOk);
+    call.len.set(TOA_NAT64_PEER_LEN as c_int);
+    stats::inc(call.sk.as_ptr(), Counter::GetnameToaOk);
     0
 }
 
-/// The registration of the socket-option range; unregistered on drop.
-pub(crate) struct SockoptRegistration(());
-
-impl SockoptRegistration {
-    /// Registers `toa_sockopt_ops` (`src/toa_shim.c`).
-    pub(crate) fn register() -> Result<Self> {
-        // SAFETY: the shim's static ops, registered once and unregistered in `drop`.
-        let ret =
-            unsafe { ffi::nf_register_sockopt(core::ptr::addr_of_mut!(ffi::toa_sockopt_ops)) };
-        if ret < 0 {
-            pr_err!(
-                "cannot register getsockopt {} (error {}): another TOA module loaded?\n",
-                TOA_SO_GET_LOOKUP,
-                ret
-            );
-            return Err(Error::from_errno(ret));
-        }
-        Ok(Self(()))
-    }
-}
-
-impl Drop for SockoptRegistration {
-    fn drop(&mut self) {
-        let ops: *mut NfSockoptOps = core::ptr::addr_of_mut!(ffi::toa_sockopt_ops);
-        // SAFETY: registered in `register`. A handler in progress holds a module reference (`.owner`), so
-        // the module cannot be unloading while one runs.
-        unsafe { ffi::nf_unregister_sockopt(ops) };
-    }
+/// Registers the range of `TOA_SO_GET_LOOKUP`; it is unregistered when the registration drops.
+pub(crate) fn register() -> Result<SockoptRegistration> {
+    SockoptRegistration::register(SockoptRange::Toa).inspect_err(|e| {
+        pr_err!(
+            "cannot register getsockopt {} (error {}): another TOA module loaded?\n",
+            TOA_SO_GET_LOOKUP,
+            e.to_errno()
+        )
+    })
 }

@@ -9,5 +9,9 @@
 //! [`Opaque`]: kernel::types::Opaque
 
 pub(crate) mod net;
+pub(crate) mod netfilter;
+pub(crate) mod params;
+pub(crate) mod probes;
 pub(crate) mod skb;
 pub(crate) mod sock;
+pub(crate) mod task;

@@ -12,33 +12,32 @@
 //! * [`wire`]: pure parsing of the option bytes (no kernel types; host-tested and fuzzed);
 //! * [`store`]: the per-socket store (an RCU hash table like TCP's established one), [`stats`]: per-CPU counters;
 //! * [`hooks`]: the probe and ftrace handlers (connection created, named, destroyed), registered by
-//!   [`probes`];
+//!   [`sys::probes`];
 //! * [`sockopt`] and [`procfs`]: the user API;
 //! * [`uoa`]: the same for UDP (UOA): flow map, netfilter hooks, getsockopt 2048/2049, `/proc/net/uoa_table`;
 //! * this file: module parameters check, init and exit, in dependency order.
 //!
-//! [`ffi`] declares the C shim (`toa_shim.c`) and the kernel functions all of these use.
+//! [`sys`] wraps the kernel objects all of these use (sockets, packets, namespaces, registrations) in
+//! typed, documented Rust types over [`ffi`], the declarations of the C shim (`toa_shim.c`).
 
 use kernel::prelude::*;
 
 mod ffi;
 mod hooks;
 mod pernet;
-mod probes;
 mod procfs;
 mod sockaddr;
 mod sockopt;
-mod sys;
 mod stats;
 mod store;
+mod sys;
 mod uoa;
 // `pub`: this file is also part of the host crate `toa-wire`.
 pub mod trust;
 // `pub`: this file is also the public API of the host crate `toa-wire`.
 pub mod wire;
 
-use core::ptr::addr_of_mut;
-use probes::{FtraceRegistration, KretprobeRegistration};
+use sys::probes::{FtraceHook, FtraceRegistration, Kretprobe, KretprobeRegistration};
 
 /// toa's version, printed at load and shown by `modinfo`.
 const VERSION: &str = "0.1.0";
@@ -82,42 +81,17 @@ impl kernel::Module for Toa {
         let stats = stats::Stats::new()?;
         let store = store::Store::new()?;
         // The destructor hook comes before anything can store an entry: no entry may outlive its socket.
-        // SAFETY: the shim's static ftrace_ops, registered once here and unregistered when the
-        // registration drops; its callback only uses the store built above.
-        let destruct = unsafe {
-            FtraceRegistration::register(
-                addr_of_mut!(ffi::toa_ftrace_sock_destruct),
-                c"inet_sock_destruct",
-            )?
-        };
+        let destruct = FtraceRegistration::register(FtraceHook::InetSockDestruct)?;
         let proc = procfs::ProcRegistration::register()?;
-        let sockopt = sockopt::SockoptRegistration::register()?;
-        // SAFETY: as above, for the shim's static kretprobes.
-        let syn_recv_sock = unsafe {
-            [
-                KretprobeRegistration::register(
-                    addr_of_mut!(ffi::toa_krp_tcp_v4_syn_recv_sock),
-                    c"tcp_v4_syn_recv_sock",
-                )?,
-                KretprobeRegistration::register(
-                    addr_of_mut!(ffi::toa_krp_tcp_v6_syn_recv_sock),
-                    c"tcp_v6_syn_recv_sock",
-                )?,
-            ]
-        };
-        // SAFETY: as above.
-        let getname = unsafe {
-            [
-                KretprobeRegistration::register(
-                    addr_of_mut!(ffi::toa_krp_inet_getname),
-                    c"inet_getname",
-                )?,
-                KretprobeRegistration::register(
-                    addr_of_mut!(ffi::toa_krp_inet6_getname),
-                    c"inet6_getname",
-                )?,
-            ]
-        };
+        let sockopt = sockopt::register()?;
+        let syn_recv_sock = [
+            KretprobeRegistration::register(Kretprobe::TcpV4SynRecvSock)?,
+            KretprobeRegistration::register(Kretprobe::TcpV6SynRecvSock)?,
+        ];
+        let getname = [
+            KretprobeRegistration::register(Kretprobe::InetGetname)?,
+            KretprobeRegistration::register(Kretprobe::Inet6Getname)?,
+        ];
         let uoa = uoa::Uoa::new()?;
         pr_info!(
             "toa load success, TOA version {}{}\n",

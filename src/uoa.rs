@@ -23,6 +23,7 @@ pub(crate) mod sockopt;
 
 use crate::ffi;
 use crate::pernet::PernetRegistration;
+use crate::sys::params;
 use kernel::prelude::*;
 
 /// The most `uoa_timeout` may be: idle times are kept in 16-bit seconds (see [`flows`]), and an entry
@@ -45,14 +46,11 @@ impl Config {
     /// Reads and checks the parameters; `None` when `uoa=0`. An invalid value fails the load with a
     /// line naming it.
     fn from_params() -> Result<Option<Self>> {
-        // SAFETY: read-only (0444) parameters of this module, fixed after load.
-        let (on, timeout_secs, max_mappings) = unsafe {
-            (
-                core::ptr::read_volatile(core::ptr::addr_of!(ffi::toa_param_uoa)),
-                core::ptr::read_volatile(core::ptr::addr_of!(ffi::toa_param_uoa_timeout)),
-                core::ptr::read_volatile(core::ptr::addr_of!(ffi::toa_param_uoa_max_mappings)),
-            )
-        };
+        let (on, timeout_secs, max_mappings) = (
+            params::uoa(),
+            params::uoa_timeout(),
+            params::uoa_max_mappings(),
+        );
         if !(1..=MAX_TIMEOUT_SECS).contains(&timeout_secs) {
             pr_err!(
                 "invalid uoa_timeout={}: use 1 to {} seconds\n",
@@ -99,7 +97,7 @@ impl Uoa {
         // which outlives the registration (field order).
         let net =
             unsafe { PernetRegistration::register(core::ptr::addr_of_mut!(ffi::toa_uoa_net_ops))? };
-        let sockopt = sockopt::SockoptRegistration::register()?;
+        let sockopt = sockopt::register()?;
         Ok(Some(Uoa {
             _sockopt: sockopt,
             _net: net,

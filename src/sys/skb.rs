@@ -13,8 +13,9 @@ use kernel::types::Opaque;
 /// # Invariants
 ///
 /// A `&SkBuff` refers to a packet that stays allocated and unchanged for the lifetime of the reference
-/// (its owner, netfilter or the receive path, holds it), whose network header is set and lies in its
-/// linear area.
+/// (its owner, netfilter or the receive path, holds it), whose network header is set, with the IP
+/// header's fixed part (20 bytes for IPv4, 40 for IPv6) in the linear area (`ip_rcv`/`ipv6_rcv` pulled
+/// it).
 #[repr(transparent)]
 pub(crate) struct SkBuff(Opaque<ffi::SkBuff>);
 
@@ -38,6 +39,18 @@ impl SkBuff {
     pub(crate) fn protocol_be(&self) -> u16 {
         // SAFETY: by the type invariant the packet is allocated; the field does not change.
         unsafe { ffi::toa_skb_protocol(self.as_ptr()) }
+    }
+
+    /// The fixed part of the IP header: 20 bytes for IPv4, 40 for IPv6 (by its version nibble).
+    #[inline(always)]
+    pub(crate) fn ip_fixed_header(&self) -> &[u8] {
+        // SAFETY: by the type invariant the fixed header is linear, readable and unchanged while
+        // `self` is borrowed; its first byte (version) tells its length.
+        unsafe {
+            let nh = ffi::toa_skb_network_header(self.as_ptr());
+            let len = if nh.read() >> 4 == 6 { 40 } else { 20 };
+            core::slice::from_raw_parts(nh, len)
+        }
     }
 
     /// The bytes from the network header to the end of the linear area (IP header first).

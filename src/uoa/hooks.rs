@@ -18,11 +18,13 @@
 //! The hooks always return `NF_ACCEPT`: a datagram is never dropped, changed or stripped.
 
 use super::flows::{self, FlowKey, Mapping, NotStored};
-use crate::ffi::{self, Net, NfHookState, SkBuff, IPPROTO_UDP, NF_ACCEPT};
+use crate::ffi::{self, Net, IPPROTO_UDP, NF_ACCEPT};
 use crate::hooks::trusted;
 use crate::stats::{self, Counter};
+use crate::sys::netfilter::{nf_hook, NetHooks, NfHookState};
+use crate::sys::skb::SkBuff;
 use crate::wire::{self, Addr, Scan, UdpDatagram};
-use core::ffi::{c_int, c_uint, c_void};
+use core::ffi::c_int;
 use core::mem::MaybeUninit;
 
 /// The most bytes copied for parsing: an IPv6 header with up to 272 bytes of extension headers (a
@@ -39,39 +41,6 @@ const IPV6_EXTENSIONS: [u8; 4] = [
     wire::NEXTHDR_FRAGMENT,
     wire::NEXTHDR_DEST,
 ];
-
-/// Up to `want` (at most [`COPY_MAX`]) bytes from the network header on: in place when the linear area
-/// holds them (the common case: the IP layer pulled the IP header, and small datagrams are linear),
-/// else copied into `buf` (not zeroed first: only the bytes copied are ever read).
-///
-/// # Safety
-///
-/// `skb` is a live packet whose network header is set, which stays unchanged while the returned bytes
-/// are used (netfilter holds it for the hook).
-unsafe fn headers<'a>(
-    skb: *const SkBuff,
-    nh: *const u8,
-    buf: &'a mut MaybeUninit<[u8; COPY_MAX]>,
-    want: usize,
-) -> &'a [u8] {
-    // SAFETY: per the function's contract.
-    let linear = unsafe { ffi::toa_skb_headlen_from_network(skb) } as usize;
-    if linear >= want {
-        // SAFETY: `want` bytes from the network header on are in the linear area.
-        return unsafe { core::slice::from_raw_parts(nh, want) };
-    }
-    // SAFETY: per the function's contract.
-    let avail = unsafe { ffi::toa_skb_len_from_network(skb) } as usize;
-    let n = avail.min(want).min(COPY_MAX);
-    let p = buf.as_mut_ptr().cast::<u8>();
-    // SAFETY: `n` bytes exist from the network header on (paged data included: `skb_copy_bits`), and
-    // `buf` has room for them.
-    if unsafe { ffi::toa_skb_copy_from_network(skb, p.cast(), n as c_uint) } < 0 {
-        return &[];
-    }
-    // SAFETY: the first `n` bytes of `buf` were just written.
-    unsafe { core::slice::from_raw_parts(p, n) }
-}
 
 /// The flow of a UDP datagram whose IP header starts `packet`.
 fn flow_key(packet: &[u8], d: &UdpDatagram) -> Option<FlowKey> {
@@ -132,73 +101,53 @@ fn refresh(net: *const Net, key: &FlowKey) {
     }
 }
 
+nf_hook!(toa_uoa_hook_v4 => hook_v4);
+nf_hook!(toa_uoa_hook_v6 => hook_v6);
+
 /// The IPv4 `LOCAL_IN` hook.
-///
-/// # Safety
-///
-/// Only called by netfilter, for an IPv4 packet being delivered locally, in its namespace's RCU section.
-#[no_mangle]
-unsafe extern "C" fn toa_uoa_hook_v4(
-    _priv: *mut c_void,
-    skb: *mut SkBuff,
-    state: *const NfHookState,
-) -> c_uint {
-    // SAFETY: the IPv4 receive path pulled the whole IPv4 header (`ihl * 4` >= 20 bytes) into the linear
-    // area before the hook.
-    let nh = unsafe { ffi::toa_skb_network_header(skb) };
-    // SAFETY: as above.
-    let h = unsafe { core::slice::from_raw_parts(nh, 20) };
+fn hook_v4(skb: &SkBuff, state: &NfHookState) -> u32 {
+    let h = skb.ip_fixed_header();
+    if h.len() != 20 {
+        return NF_ACCEPT;
+    }
     if h[9] != IPPROTO_UDP {
         return NF_ACCEPT;
     }
-    // SAFETY: netfilter's state for this packet.
-    let net = unsafe { ffi::toa_nf_state_net(state) };
-    if h[0] & 0x0f == 5 && flows::net_is_empty(net) {
+    let net = state.net();
+    if h[0] & 0x0f == 5 && flows::net_is_empty(net.as_ptr()) {
         return NF_ACCEPT;
     }
-    let mut buf = MaybeUninit::uninit();
+    let mut buf = [MaybeUninit::uninit(); COPY_MAX];
     // The IPv4 header, its options and the UDP header.
     let want = usize::from(h[0] & 0x0f) * 4 + UDP_HEADER_LEN;
-    // SAFETY: a live packet with its network header set.
-    let packet = unsafe { headers(skb, nh, &mut buf, want) };
-    handle(net, packet, wire::scan_udp_ipv4(packet));
+    let packet = skb.headers(&mut buf[..want]);
+    handle(net.as_ptr(), packet, wire::scan_udp_ipv4(packet));
     NF_ACCEPT
 }
 
 /// The IPv6 `LOCAL_IN` hook.
-///
-/// # Safety
-///
-/// Only called by netfilter, for an IPv6 packet being delivered locally, in its namespace's RCU section.
-#[no_mangle]
-unsafe extern "C" fn toa_uoa_hook_v6(
-    _priv: *mut c_void,
-    skb: *mut SkBuff,
-    state: *const NfHookState,
-) -> c_uint {
-    // SAFETY: the IPv6 receive path pulled the fixed 40-byte header into the linear area.
-    let nh = unsafe { ffi::toa_skb_network_header(skb) };
-    // SAFETY: as above.
-    let h = unsafe { core::slice::from_raw_parts(nh, 40) };
+fn hook_v6(skb: &SkBuff, state: &NfHookState) -> u32 {
+    let h = skb.ip_fixed_header();
+    if h.len() != 40 {
+        return NF_ACCEPT;
+    }
     let next = h[6];
     if next != IPPROTO_UDP && !IPV6_EXTENSIONS.contains(&next) {
         return NF_ACCEPT;
     }
-    // SAFETY: netfilter's state for this packet.
-    let net = unsafe { ffi::toa_nf_state_net(state) };
-    if next == IPPROTO_UDP && flows::net_is_empty(net) {
+    let net = state.net();
+    if next == IPPROTO_UDP && flows::net_is_empty(net.as_ptr()) {
         return NF_ACCEPT;
     }
-    let mut buf = MaybeUninit::uninit();
+    let mut buf = [MaybeUninit::uninit(); COPY_MAX];
     // The IPv6 header and the UDP header, or as much of the extension headers as the parser may walk.
     let want = if next == IPPROTO_UDP {
         40 + UDP_HEADER_LEN
     } else {
         COPY_MAX
     };
-    // SAFETY: a live packet with its network header set.
-    let packet = unsafe { headers(skb, nh, &mut buf, want) };
-    handle(net, packet, wire::scan_udp_ipv6(packet));
+    let packet = skb.headers(&mut buf[..want]);
+    handle(net.as_ptr(), packet, wire::scan_udp_ipv6(packet));
     NF_ACCEPT
 }
 
@@ -222,13 +171,16 @@ unsafe extern "C" fn toa_uoa_net_init(net: *mut Net) -> c_int {
         unsafe { ffi::xa_erase(core::ptr::addr_of_mut!(ffi::toa_uoa_nets), inum.into()) };
         return ret;
     }
-    // SAFETY: the shim's static hooks, registered in `net` until its pre_exit.
-    let ret = unsafe { ffi::nf_register_net_hooks(net, ffi::toa_uoa_nf_ops.as_ptr(), 2) };
-    if ret < 0 {
-        super::procfs::remove(net);
-        // SAFETY: stored above.
-        unsafe { ffi::xa_erase(core::ptr::addr_of_mut!(ffi::toa_uoa_nets), inum.into()) };
-        return ret;
+    // SAFETY: the pernet core passes a namespace being set up, alive until its exit.
+    match NetHooks::register(unsafe { crate::sys::net::Net::from_raw(net) }) {
+        // Registered in `net` until its pre_exit.
+        Ok(hooks) => hooks.keep(),
+        Err(e) => {
+            super::procfs::remove(net);
+            // SAFETY: stored above.
+            unsafe { ffi::xa_erase(core::ptr::addr_of_mut!(ffi::toa_uoa_nets), inum.into()) };
+            return e.to_errno();
+        }
     }
     0
 }
@@ -241,8 +193,8 @@ unsafe extern "C" fn toa_uoa_net_init(net: *mut Net) -> c_int {
 /// Only called by the pernet core, for a namespace `toa_uoa_net_init` set up.
 #[no_mangle]
 unsafe extern "C" fn toa_uoa_net_pre_exit(net: *mut Net) {
-    // SAFETY: registered by `toa_uoa_net_init`.
-    unsafe { ffi::nf_unregister_net_hooks(net, ffi::toa_uoa_nf_ops.as_ptr(), 2) };
+    // SAFETY: registered and kept by `toa_uoa_net_init` in this namespace, alive until its exit.
+    unsafe { NetHooks::unregister(crate::sys::net::Net::from_raw(net)) };
 }
 
 /// `pernet_operations::exit`: removes `/proc/net/uoa_table` (waiting for its readers), frees the

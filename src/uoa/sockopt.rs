@@ -22,13 +22,15 @@
 //! not the socket's own local port), `ENOENT` (no live mapping in the socket's namespace), `EFAULT`.
 
 use super::flows::{self, FlowKey, Mapping};
-use crate::ffi::{self, Sock, AF_INET, AF_INET6, IPPROTO_UDP};
+use crate::ffi::{AF_INET, AF_INET6, IPPROTO_UDP};
 use crate::stats::{self, Counter};
+pub(crate) use crate::sys::netfilter::SockoptRegistration;
+use crate::sys::netfilter::{getsockopt_handler, GetsockoptCall, SockoptRange};
+use crate::sys::sock::Sock;
 use crate::wire::Addr;
-use core::ffi::{c_int, c_void};
+use core::ffi::c_int;
 use kernel::bindings;
 use kernel::prelude::*;
-use kernel::uaccess::UserSlice;
 
 /// `UOA_SO_GET_LOOKUP` and `UOA_SO_GET_LOOKUP1` of `include/uoa.h`.
 const UOA_SO_GET_LOOKUP: c_int = 2048;
@@ -106,7 +108,7 @@ fn key(f: Family, q: &[u8], s: usize, d: usize, sport: usize, dport: usize) -> F
 
 /// Answers query `q` (the caller's structure, `V0_LEN` or `V1_LEN` bytes) for a socket of `sk`'s
 /// namespace, in place; `Err` holds the (positive) errno.
-fn answer(sk: *const Sock, v1: bool, q: &mut [u8]) -> core::result::Result<(), u32> {
+fn answer(sk: &Sock, v1: bool, q: &mut [u8]) -> core::result::Result<(), u32> {
     let (family, flow) = if v1 {
         let f = Family::from_type(u32::from_ne_bytes([q[0], q[1], q[2], q[3]]))
             .ok_or(bindings::EAFNOSUPPORT)?;
@@ -116,14 +118,11 @@ fn answer(sk: *const Sock, v1: bool, q: &mut [u8]) -> core::result::Result<(), u
         let f = Family::from_af(u16::from_ne_bytes([q[0], q[1]])).ok_or(bindings::EAFNOSUPPORT)?;
         (f, key(f, q, 2, 18, 34, 36))
     };
-    // SAFETY: `sk` is the caller's socket, referenced by its file for the whole syscall.
-    if flow.local_port != unsafe { ffi::toa_sk_num(sk) } {
+    if flow.local_port != sk.num() {
         return Err(bindings::EACCES);
     }
-    // SAFETY: as above.
-    let net = unsafe { ffi::toa_sk_net(sk) };
-    let Some(Mapping { client, vip }) = flows::lookup(net, &flow, true) else {
-        stats::inc(sk, Counter::UoaLookupMissed);
+    let Some(Mapping { client, vip }) = flows::lookup(sk.net().as_ptr(), &flow, true) else {
+        stats::inc(sk.as_ptr(), Counter::UoaLookupMissed);
         return Err(bindings::ENOENT);
     };
     if v1 {
@@ -156,78 +155,49 @@ fn answer(sk: *const Sock, v1: bool, q: &mut [u8]) -> core::result::Result<(), u
         q[38..54].copy_from_slice(&real);
         q[54..56].copy_from_slice(&client.port.to_be_bytes());
     }
-    stats::inc(sk, Counter::UoaLookupOk);
+    stats::inc(sk.as_ptr(), Counter::UoaLookupOk);
     Ok(())
 }
 
+getsockopt_handler!(toa_uoa_sockopt_get => get);
+
 /// `nf_sockopt_ops::get` for 2048 and 2049: see the module documentation for the errors.
-///
-/// # Safety
-///
-/// Only called by `nf_getsockopt` with a live socket, a user pointer and the kernel copy of its length.
-#[no_mangle]
-unsafe extern "C" fn toa_uoa_sockopt_get(
-    sk: *mut Sock,
-    optval: c_int,
-    user: *mut c_void,
-    len: *mut c_int,
-) -> c_int {
-    // SAFETY: `sk` is the caller's live socket.
-    if unsafe { ffi::toa_sk_protocol(sk) } != IPPROTO_UDP {
+fn get(mut call: GetsockoptCall<'_>) -> c_int {
+    if call.sk.protocol() != IPPROTO_UDP {
         return -(bindings::ENOPROTOOPT as c_int);
     }
-    let size = match optval {
+    let size = match call.optname {
         UOA_SO_GET_LOOKUP => V0_LEN,
         UOA_SO_GET_LOOKUP1 => V1_LEN,
         _ => return EINVAL.to_errno(),
     };
-    // SAFETY: `len` points at the kernel copy of the caller's length (`ip_getsockopt`).
-    let ulen = unsafe { len.read() };
-    if usize::try_from(ulen).map_or(true, |l| l < size) {
+    if usize::try_from(call.len.get()).map_or(true, |l| l < size) {
         return EINVAL.to_errno();
     }
     let mut buf = [0u8; MAX_LEN];
     let q = &mut buf[..size];
-    let (mut reader, mut writer) = UserSlice::new(user as usize, size).reader_writer();
+    let (mut reader, mut writer) = call.user_slice(size).reader_writer();
     if reader.read_slice(q).is_err() {
         return EFAULT.to_errno();
     }
-    if let Err(errno) = answer(sk, optval == UOA_SO_GET_LOOKUP1, q) {
+    if let Err(errno) = answer(call.sk, call.optname == UOA_SO_GET_LOOKUP1, q) {
         return -(errno as c_int);
     }
     if writer.write_slice(q).is_err() {
         return EFAULT.to_errno();
     }
-    // SAFETY: as above.
-    unsafe { len.write(size as c_int) };
+    call.len.set(size as c_int);
     0
 }
 
-/// The registration of the socket-option range 2048..=2049; unregistered on drop.
-pub(crate) struct SockoptRegistration(());
-
-impl SockoptRegistration {
-    /// Registers `toa_uoa_sockopt_ops` (`src/toa_shim.c`).
-    pub(crate) fn register() -> Result<Self> {
-        // SAFETY: the shim's static ops, registered once and unregistered in `drop`.
-        let ret =
-            unsafe { ffi::nf_register_sockopt(core::ptr::addr_of_mut!(ffi::toa_uoa_sockopt_ops)) };
-        if ret < 0 {
-            pr_err!(
-                "cannot register getsockopt {}-{} (error {}): another UOA module (uoa.ko) loaded? Unload it, or load toa with uoa=0\n",
-                UOA_SO_GET_LOOKUP,
-                UOA_SO_GET_LOOKUP1,
-                ret
-            );
-            return Err(Error::from_errno(ret));
-        }
-        Ok(Self(()))
-    }
-}
-
-impl Drop for SockoptRegistration {
-    fn drop(&mut self) {
-        // SAFETY: registered in `register`. A handler in progress holds a module reference (`.owner`).
-        unsafe { ffi::nf_unregister_sockopt(core::ptr::addr_of_mut!(ffi::toa_uoa_sockopt_ops)) };
-    }
+/// Registers the range 2048..=2049; it is unregistered when the registration drops.
+pub(crate) fn register() -> Result<SockoptRegistration> {
+    SockoptRegistration::register(SockoptRange::Uoa).inspect_err(|e| {
+        pr_err!(
+            "cannot register getsockopt {}-{} (error {}): another UOA module (uoa.ko) loaded? Unload it, or load toa with uoa=0\n",
+            UOA_SO_GET_LOOKUP,
+            UOA_SO_GET_LOOKUP1,
+            e.to_errno()
+        )
+    })
 }
