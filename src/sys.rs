@@ -9,5 +9,8 @@
 //! [`Opaque`]: kernel::types::Opaque
 
 pub(crate) mod net;
+pub(crate) mod percpu;
+pub(crate) mod pernet;
+pub(crate) mod proc;
 pub(crate) mod skb;
 pub(crate) mod sock;

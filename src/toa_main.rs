@@ -23,14 +23,13 @@ use kernel::prelude::*;
 
 mod ffi;
 mod hooks;
-mod pernet;
 mod probes;
 mod procfs;
 mod sockaddr;
 mod sockopt;
-mod sys;
 mod stats;
 mod store;
+mod sys;
 mod uoa;
 // `pub`: this file is also part of the host crate `toa-wire`.
 pub mod trust;
