@@ -233,6 +233,7 @@ unsafe impl SeqOps for TableFile {
 
     /// A read that continues the previous one goes on from the bucket and place where it stopped; only a
     /// jump (`lseek`, or reading again from 0) walks from the beginning.
+    #[inline(always)]
     fn start(net: &Net, it: &mut TableIter, pos: i64) -> Option<Record<NonNull<Entry>>> {
         if pos == 0 {
             it.last_pos = 0;
@@ -256,6 +257,7 @@ unsafe impl SeqOps for TableFile {
         item(e)
     }
 
+    #[inline(always)]
     fn next(
         net: &Net,
         it: &mut TableIter,
@@ -277,6 +279,7 @@ unsafe impl SeqOps for TableFile {
         it.held = None;
     }
 
+    #[inline(always)]
     fn show(seq: &SeqFile, record: Record<&Entry>) -> Shown {
         let e = match record {
             Record::Header => {
@@ -352,6 +355,7 @@ const TABLE_VIP: Format<(&Sockaddr,)> = Format::new(c"%pISpc");
 const TABLE_ORIGIN: Format<(&CStr,)> = Format::new(c" %s\n");
 
 /// The local and remote (load balancer) socket addresses of `sk`, in its own family.
+#[inline(always)]
 fn sk_endpoints(sk: &Sock) -> (Sockaddr, Sockaddr) {
     let lport = sk.num();
     let rport = u16::from_be(sk.dport_be());

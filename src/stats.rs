@@ -103,9 +103,9 @@ impl Counter {
     pub(crate) const TCP_ROWS: usize = 13;
 }
 
-// SAFETY: `Counter` is a fieldless enum numbered from 0 in declaration order, and [`Counter::ALL`] lists
-// every variant in that order (checked below): every value's index is below `ALL.len()`.
-unsafe impl CounterIndex for Counter {
+/// A counter's slot is its number: `Counter` is a fieldless enum numbered from 0 in declaration order,
+/// which [`Counter::ALL`] follows (checked below).
+impl CounterIndex for Counter {
     const COUNT: usize = Counter::ALL.len();
 
     #[inline(always)]

@@ -12,14 +12,11 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 use kernel::prelude::*;
 
 /// The index type of a [`PerCpuArray`]: a closed set of counters, each with its slot.
-///
-/// # Safety
-///
-/// [`CounterIndex::index`] returns a value below [`CounterIndex::COUNT`] for every value of the type.
-pub(crate) unsafe trait CounterIndex: Copy {
+pub(crate) trait CounterIndex: Copy {
     /// The number of counters (of `u64` per CPU).
     const COUNT: usize;
-    /// The slot of `self`, below [`CounterIndex::COUNT`].
+    /// The slot of `self`, below [`CounterIndex::COUNT`] (a slot out of range is neither counted nor
+    /// read: the bound is checked, which costs nothing for the constant counters of most calls).
     fn index(self) -> usize;
 }
 
@@ -93,15 +90,21 @@ impl<I: CounterIndex> PerCpuArray<I> {
     /// Adds 1 to counter `i` of the current CPU.
     #[inline]
     pub(crate) fn inc(&self, i: I) {
-        // SAFETY: by the type invariant `base` holds `I::COUNT` counters per CPU, and `i.index()` is
-        // below it (the `CounterIndex` contract).
-        unsafe { ffi::toa_percpu_inc(self.base.as_ptr(), i.index() as c_uint) }
+        let idx = i.index();
+        if idx < I::COUNT {
+            // SAFETY: by the type invariant `base` holds `I::COUNT` counters per CPU; `idx` is below.
+            unsafe { ffi::toa_percpu_inc(self.base.as_ptr(), idx as c_uint) }
+        }
     }
 
-    /// Counter `i` of `cpu`.
+    /// Counter `i` of `cpu` (0 for a slot out of range).
     pub(crate) fn read(&self, i: I, cpu: Cpu) -> u64 {
+        let idx = i.index();
+        if idx >= I::COUNT {
+            return 0;
+        }
         // SAFETY: as in `inc`; `cpu` is a possible CPU (`Cpu`'s invariant), which has a copy.
-        unsafe { ffi::toa_percpu_read(self.base.as_ptr(), i.index() as c_uint, cpu.id()) }
+        unsafe { ffi::toa_percpu_read(self.base.as_ptr(), idx as c_uint, cpu.id()) }
     }
 
     /// Gives up ownership: the pointer to hand to [`PerCpuArray::from_raw`].
@@ -150,6 +153,14 @@ pub(crate) struct NetCounters<'a, I: CounterIndex> {
     _index: PhantomData<I>,
 }
 
+// A handle of one pointer, passed in a register (`derive` would want `I: Clone`).
+impl<I: CounterIndex> Clone for NetCounters<'_, I> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<I: CounterIndex> Copy for NetCounters<'_, I> {}
+
 impl<'a, I: CounterIndex> NetCounters<'a, I> {
     /// The counter slots of `net`.
     ///
@@ -168,21 +179,21 @@ impl<'a, I: CounterIndex> NetCounters<'a, I> {
 
     /// The `stats` slot. The caller is inside an RCU read-side section (`net_generic`).
     #[inline]
-    fn published(&self) -> &AtomicPtr<u64> {
+    fn published(self) -> &'a AtomicPtr<u64> {
         // SAFETY: by the type invariant the slot exists while `self` does; it is only accessed
         // atomically. `net_generic` needs the RCU read lock, which every caller holds.
         unsafe { AtomicPtr::from_ptr(ffi::toa_net_stats_slot(self.net.as_ptr())) }
     }
 
     /// The `retired` slot. The caller is inside an RCU read-side section (`net_generic`).
-    fn retired(&self) -> &AtomicPtr<u64> {
+    fn retired(self) -> &'a AtomicPtr<u64> {
         // SAFETY: as in `published`.
         unsafe { AtomicPtr::from_ptr(ffi::toa_net_stats_retired_slot(self.net.as_ptr())) }
     }
 
     /// Adds 1 to counter `i` of the current CPU, if the namespace's counters are published.
     #[inline]
-    pub(crate) fn inc(&self, i: I) {
+    pub(crate) fn inc(self, i: I) {
         // SAFETY: RCU read-side sections nest and may be entered in any context; unlocked below.
         unsafe { ffi::toa_rcu_read_lock() };
         if let Some(base) = NonNull::new(self.published().load(Ordering::Acquire)) {
@@ -198,7 +209,7 @@ impl<'a, I: CounterIndex> NetCounters<'a, I> {
     /// Calls `f` with the published counters (`None` once retired), inside an RCU read-side section:
     /// `f` must not sleep (an atomic-context rule, as under a spinlock: checked by the kernel's
     /// `might_sleep` debugging, not by the type system).
-    pub(crate) fn with<R>(&self, f: impl FnOnce(Option<&PerCpuArray<I>>) -> R) -> R {
+    pub(crate) fn with<R>(self, f: impl FnOnce(Option<&PerCpuArray<I>>) -> R) -> R {
         // SAFETY: as in `inc`.
         unsafe { ffi::toa_rcu_read_lock() };
         let base = NonNull::new(self.published().load(Ordering::Acquire));
@@ -212,7 +223,7 @@ impl<'a, I: CounterIndex> NetCounters<'a, I> {
 
     /// Publishes `counters` (the namespace's `init`, which the pernet core runs once: counters published
     /// already would be leaked, never freed under a reader).
-    pub(crate) fn publish(&self, counters: PerCpuArray<I>) {
+    pub(crate) fn publish(self, counters: PerCpuArray<I>) {
         // SAFETY: as in `inc`.
         unsafe { ffi::toa_rcu_read_lock() };
         self.published()
@@ -223,7 +234,7 @@ impl<'a, I: CounterIndex> NetCounters<'a, I> {
 
     /// Unpublishes the counters (the namespace's `pre_exit`): readers that start after this see none;
     /// the counters wait in the `retired` slot for [`NetCounters::take_retired`].
-    pub(crate) fn retire(&self) {
+    pub(crate) fn retire(self) {
         // SAFETY: as in `inc`.
         unsafe { ffi::toa_rcu_read_lock() };
         let base = self
@@ -241,7 +252,7 @@ impl<'a, I: CounterIndex> NetCounters<'a, I> {
     ///
     /// An RCU grace period has elapsed since `retire` (the pernet core waits for one between `pre_exit`
     /// and `exit`): no reader still uses the counters.
-    pub(crate) unsafe fn take_retired(&self) -> Option<PerCpuArray<I>> {
+    pub(crate) unsafe fn take_retired(self) -> Option<PerCpuArray<I>> {
         // SAFETY: as in `inc`.
         unsafe { ffi::toa_rcu_read_lock() };
         let base = self

@@ -65,6 +65,7 @@ unsafe impl SeqOps for UoaTable {
     type State = Walker;
     type Item = Row;
 
+    #[inline(always)]
     fn start(net: &Net, w: &mut Walker, pos: i64) -> Option<Record<NonNull<Row>>> {
         let inum = net.inum();
         if pos == 0 {
@@ -85,6 +86,7 @@ unsafe impl SeqOps for UoaTable {
         w.advance(inum)
     }
 
+    #[inline(always)]
     fn next(
         net: &Net,
         w: &mut Walker,
@@ -99,6 +101,7 @@ unsafe impl SeqOps for UoaTable {
     /// Nothing is held between calls.
     fn stop(_w: &mut Walker) {}
 
+    #[inline(always)]
     fn show(seq: &SeqFile, record: Record<&Row>) -> Shown {
         let row = match record {
             Record::Header => {
