@@ -22,106 +22,97 @@
 //! may not be listed; every other entry is listed, once, unless the entry a `read()` stopped at is removed
 //! before the next `read()`: that one then lists the entries before it in its bucket again.
 
-use crate::ffi::{self, Net, SeqFile, Sock, AF_INET, SEQ_START_TOKEN};
+use crate::ffi::{self, AF_INET};
 use crate::hooks;
-use crate::pernet::PernetRegistration;
 use crate::sockaddr::{Sockaddr, SockaddrIn, SockaddrIn6};
 use crate::stats::{self, Counter};
 use crate::store::{self, BucketGuard, Entry, LockedChain};
+use crate::sys::net::Net;
+use crate::sys::percpu::Cpu;
+use crate::sys::pernet::{pernet_callbacks, PernetOps, PernetRegistration};
+use crate::sys::probes::Kretprobe;
+use crate::sys::proc::{
+    seq_callbacks, Format, Hashed, PrivateSeqOps, Record, SeqFile, SeqOps, Shown, SingleShow,
+};
+use crate::sys::sock::Sock;
 use crate::wire::Origin;
-use core::ffi::{c_int, c_void, CStr};
+use core::ffi::CStr;
+use core::ptr::NonNull;
 use kernel::prelude::*;
 
 const STATS_NAME: &CStr = c"toa_stats";
 const TABLE_NAME: &CStr = c"toa_table";
 
+/// `toa_stats`' header: 34 spaces.
+const STATS_INDENT: Format<(&CStr,)> = Format::new(c"%34s");
+/// `toa_stats`' header: a CPU's column.
+const STATS_CPU: Format<(core::ffi::c_int,)> = Format::new(c"CPU%-8d");
+/// `toa_stats`: a row's name.
+const STATS_NAME_COL: Format<(&CStr,)> = Format::new(c"%-25s:");
+/// `toa_stats`: a row's value for a CPU.
+const STATS_VALUE: Format<(u64,)> = Format::new(c"%10llu ");
+
 /// Prints one `toa_stats` row: `%-25s:` then `%10llu ` per possible CPU.
-///
-/// # Safety
-///
-/// `seq` is the seq_file being shown.
-unsafe fn stats_row(seq: *mut SeqFile, name: &CStr, value: impl Fn(c_int) -> u64) {
-    // SAFETY: per the function's contract; the formats match their arguments.
-    unsafe {
-        ffi::seq_printf(seq, c"%-25s:".as_ptr(), name.as_ptr());
-        for cpu in stats::possible_cpus() {
-            ffi::seq_printf(seq, c"%10llu ".as_ptr(), value(cpu));
-        }
-        ffi::toa_seq_puts(seq, c"\n".as_ptr());
+fn stats_row(seq: &SeqFile, name: &CStr, value: impl Fn(Cpu) -> u64) {
+    seq.printf(&STATS_NAME_COL, (name,));
+    for cpu in Cpu::possible() {
+        seq.printf(&STATS_VALUE, (value(cpu),));
     }
+    seq.puts(c"\n");
 }
 
 /// Kernel-wide probe misses, as (row name, count).
 fn probe_misses() -> [(&'static CStr, u64); 5] {
-    // SAFETY: reads counters of the shim's static probe objects (always valid memory).
-    let krp = |rp| unsafe { ffi::toa_kretprobe_nmissed(rp) };
-    use core::ptr::addr_of;
     [
         (
             c"missed_v4_syn_recv_sock",
-            krp(addr_of!(ffi::toa_krp_tcp_v4_syn_recv_sock)),
+            Kretprobe::TcpV4SynRecvSock.nmissed(),
         ),
         (
             c"missed_v6_syn_recv_sock",
-            krp(addr_of!(ffi::toa_krp_tcp_v6_syn_recv_sock)),
+            Kretprobe::TcpV6SynRecvSock.nmissed(),
         ),
-        (
-            c"missed_inet_getname",
-            krp(addr_of!(ffi::toa_krp_inet_getname)),
-        ),
-        (
-            c"missed_inet6_getname",
-            krp(addr_of!(ffi::toa_krp_inet6_getname)),
-        ),
+        (c"missed_inet_getname", Kretprobe::InetGetname.nmissed()),
+        (c"missed_inet6_getname", Kretprobe::Inet6Getname.nmissed()),
         (c"missed_sock_destruct", hooks::destruct_missed()),
     ]
 }
 
-/// `show` of `/proc/net/toa_stats` (single_open).
-///
-/// # Safety
-///
-/// Only called by seq_file, for a `toa_stats` file created by [`toa_net_init`].
-unsafe extern "C" fn toa_stats_show(seq: *mut SeqFile, _v: *mut c_void) -> c_int {
-    // SAFETY: called by seq_file for `toa_stats`; the formats match their arguments.
-    unsafe {
-        ffi::seq_printf(seq, c"%34s".as_ptr(), c"".as_ptr());
-        for cpu in stats::possible_cpus() {
-            ffi::seq_printf(seq, c"CPU%-8d".as_ptr(), cpu);
+/// `/proc/net/toa_stats` (`proc_create_net_single`).
+struct StatsFile;
+
+impl SingleShow for StatsFile {
+    fn show(seq: &SeqFile, net: &Net) {
+        seq.printf(&STATS_INDENT, (c"",));
+        for cpu in Cpu::possible() {
+            seq.printf(&STATS_CPU, (cpu.id(),));
         }
-        ffi::toa_seq_puts(seq, c"\n".as_ptr());
+        seq.puts(c"\n");
         let (tcp, udp) = Counter::ALL.split_at(Counter::TCP_ROWS);
-        let net = ffi::toa_seq_single_net(seq);
         let counter_rows = |rows: &[(Counter, &CStr)]| {
-            stats::with_counters(net, |read| {
+            stats::with_counters(net, |counters| {
                 for &(counter, name) in rows {
-                    stats_row(seq, name, |cpu| read(counter, cpu));
+                    stats_row(seq, name, |cpu| {
+                        counters.map_or(0, |c| c.read(counter, cpu))
+                    });
                 }
             })
         };
         counter_rows(tcp);
-        let first = stats::possible_cpus().next();
+        let first = Cpu::possible().next();
         for (name, total) in probe_misses() {
             stats_row(seq, name, |cpu| if Some(cpu) == first { total } else { 0 });
         }
         counter_rows(udp);
     }
-    0
 }
 
-/// What `show` returns to have seq_file skip a record.
-const SEQ_SKIP: c_int = 1;
-
-/// The private state of an open `toa_table` (`seq->private`, allocated by `__seq_open_private` in
-/// [`toa_table_open`]): its namespace, and where the dump stands.
-#[repr(C)]
+/// The state of an open `toa_table`: where the dump stands.
 struct TableIter {
-    /// The file's namespace, referenced from open to release.
-    net: *mut Net,
     /// The bucket of the current entry (the one `start` or `next` returned last).
     bucket: u32,
     /// The socket of the current entry: only compared, never read.
-    sk: *const Sock,
+    sk: *const ffi::Sock,
     /// The seq_file position of the current entry (0: the header).
     last_pos: i64,
     /// The lock of `bucket`, held from the `start` or `next` that returned an entry to `stop` or to the
@@ -129,33 +120,20 @@ struct TableIter {
     held: Option<BucketGuard>,
 }
 
+/// Whether `e` belongs to a socket of namespace `net`.
+///
+/// # Safety
+///
+/// `e` is an entry of a bucket whose lock the caller holds, and no socket destruction was missed.
+unsafe fn is_ours(net: &Net, e: *const Entry) -> bool {
+    // SAFETY: per the function's contract, `e` and its socket are live for this call.
+    unsafe {
+        let sk = Entry::sk_of(e);
+        !sk.is_null() && core::ptr::eq(Sock::from_raw(sk).net(), net)
+    }
+}
+
 impl TableIter {
-    /// The state of `seq`.
-    ///
-    /// # Safety
-    ///
-    /// `seq` is a `toa_table` seq_file opened by [`toa_table_open`] and not yet released, and seq_file
-    /// does not use its state elsewhere for the returned lifetime (seq_file serialises the calls on a
-    /// file).
-    unsafe fn of<'a>(seq: *mut SeqFile) -> &'a mut TableIter {
-        // SAFETY: per the function's contract, `seq->private` is the `TableIter` written by
-        // `toa_table_open`.
-        unsafe { &mut *ffi::toa_seq_private(seq).cast::<TableIter>() }
-    }
-
-    /// Whether `e` belongs to a socket of this namespace.
-    ///
-    /// # Safety
-    ///
-    /// `e` is an entry of a bucket whose lock the caller holds, and no socket destruction was missed.
-    unsafe fn is_ours(&self, e: *const Entry) -> bool {
-        // SAFETY: per the function's contract, `e` and its socket are live.
-        unsafe {
-            let sk = Entry::sk_of(e);
-            !sk.is_null() && ffi::toa_sk_net(sk) == self.net
-        }
-    }
-
     /// Makes `e` the current entry.
     ///
     /// # Safety
@@ -169,11 +147,11 @@ impl TableIter {
         e
     }
 
-    /// The first entry of this namespace from bucket `b` on, null at the end; on an entry, its bucket's
+    /// The first entry of namespace `net` from bucket `b` on, null at the end; on an entry, its bucket's
     /// lock is held (`self.held`). With `resume`, bucket `b` is where the previous `read()` stopped: the
     /// entry of `resume` if it is still there (entries go in at the head of a chain, so the ones after it
     /// are the ones not listed yet), else the bucket from its start.
-    fn find_from(&mut self, mut b: u32, resume: Option<*const Sock>) -> *mut Entry {
+    fn find_from(&mut self, net: &Net, mut b: u32, resume: Option<*const ffi::Sock>) -> *mut Entry {
         self.held = None;
         // Each missed destruction may have left an entry whose socket is gone: list nothing rather than
         // read a socket that may be freed memory (lookups stay safe: they only compare the socket's
@@ -191,9 +169,9 @@ impl TableIter {
                 let found = unsafe {
                     resume
                         .and_then(|sk| {
-                            LockedChain::of(b).find(|&e| Entry::sk_of(e) == sk && self.is_ours(e))
+                            LockedChain::of(b).find(|&e| Entry::sk_of(e) == sk && is_ours(net, e))
                         })
-                        .or_else(|| LockedChain::of(b).find(|&e| self.is_ours(e)))
+                        .or_else(|| LockedChain::of(b).find(|&e| is_ours(net, e)))
                 };
                 if let Some(e) = found {
                     // SAFETY: `e` is an entry of this namespace in bucket `b`, locked by `guard`.
@@ -208,175 +186,181 @@ impl TableIter {
         core::ptr::null_mut()
     }
 
-    /// The entry of this namespace after `e`; null at the end.
+    /// The entry of namespace `net` after `e`; null at the end.
     ///
     /// # Safety
     ///
     /// `e` is the current entry, returned by `find_from` or `next_after` (its bucket's lock is held,
     /// `self.held`).
-    unsafe fn next_after(&mut self, e: *const Entry) -> *mut Entry {
+    unsafe fn next_after(&mut self, net: &Net, e: *const Entry) -> *mut Entry {
         // SAFETY: per the function's contract the chain of `e` is locked, and `find_from` checked that no
         // destruction was missed.
-        let next = unsafe { LockedChain::after(e).find(|&n| self.is_ours(n)) };
+        let next = unsafe { LockedChain::after(e).find(|&n| is_ours(net, n)) };
         match next {
             Some(n) => {
                 // SAFETY: as above, `n` is live.
                 self.sk = unsafe { Entry::sk_of(n) };
                 n
             }
-            None => self.find_from(self.bucket + 1, None),
+            None => self.find_from(net, self.bucket + 1, None),
         }
     }
 }
 
-/// `proc_ops::proc_open` of `/proc/net/toa_table`: the seq_file, with a [`TableIter`] holding a reference
-/// on the namespace (the file's proc data) until [`toa_table_release`].
-///
-/// # Safety
-///
-/// Only called by procfs, for a `toa_table` file created by [`toa_net_init`].
-#[no_mangle]
-unsafe extern "C" fn toa_table_open(inode: *mut ffi::Inode, file: *mut ffi::File) -> c_int {
-    // SAFETY: the file's proc data is its namespace (`toa_net_init`), alive while the entry exists;
-    // `__seq_open_private` allocates `size_of::<TableIter>()` bytes (kmalloc: aligned for it), written
-    // whole before any use.
-    unsafe {
-        let net = ffi::toa_maybe_get_net(ffi::toa_pde_data(inode).cast());
-        if net.is_null() {
-            return ENXIO.to_errno();
+/// An entry as a seq_file record.
+fn item(e: *mut Entry) -> Option<Record<NonNull<Entry>>> {
+    NonNull::new(e).map(Record::Item)
+}
+
+/// `/proc/net/toa_table`: a seq_file over the store's entries of the file's namespace.
+struct TableFile;
+
+// SAFETY: an entry `start` or `next` returns is in a bucket whose lock `TableIter::held` holds until the
+// following `next` (which moves on) or `stop` (which drops it): it is not freed nor written meanwhile
+// (removal takes the lock), and the store is dropped only after the `/proc` files are gone. The callbacks
+// and the shim's operations are tied below.
+unsafe impl SeqOps for TableFile {
+    type State = TableIter;
+    type Item = Entry;
+
+    /// A read that continues the previous one goes on from the bucket and place where it stopped; only a
+    /// jump (`lseek`, or reading again from 0) walks from the beginning.
+    #[inline(always)]
+    fn start(net: &Net, it: &mut TableIter, pos: i64) -> Option<Record<NonNull<Entry>>> {
+        if pos == 0 {
+            it.last_pos = 0;
+            return Some(Record::Header);
         }
-        let it = ffi::__seq_open_private(
-            file,
-            core::ptr::addr_of!(ffi::toa_table_seq_ops),
-            core::mem::size_of::<TableIter>() as c_int,
-        )
-        .cast::<TableIter>();
-        if it.is_null() {
-            ffi::toa_put_net(net);
-            return ENOMEM.to_errno();
+        let e = if pos == it.last_pos {
+            // The entry the previous read could not fit.
+            it.find_from(net, it.bucket, Some(it.sk))
+        } else {
+            let mut e = it.find_from(net, 0, None);
+            for _ in 1..pos {
+                if e.is_null() {
+                    break;
+                }
+                // SAFETY: `e` was just returned by `find_from` or `next_after`.
+                e = unsafe { it.next_after(net, e) };
+            }
+            e
+        };
+        it.last_pos = pos;
+        item(e)
+    }
+
+    #[inline(always)]
+    fn next(
+        net: &Net,
+        it: &mut TableIter,
+        prev: Record<NonNull<Entry>>,
+        pos: &mut i64,
+    ) -> Option<Record<NonNull<Entry>>> {
+        *pos += 1;
+        let e = match prev {
+            Record::Header => it.find_from(net, 0, None),
+            // SAFETY: `e` is what `start` or `next` returned last: the current entry.
+            Record::Item(e) => unsafe { it.next_after(net, e.as_ptr()) },
+        };
+        it.last_pos = *pos;
+        item(e)
+    }
+
+    /// Releases the bucket lock, if one is held.
+    fn stop(it: &mut TableIter) {
+        it.held = None;
+    }
+
+    #[inline(always)]
+    fn show(seq: &SeqFile, record: Record<&Entry>) -> Shown {
+        let e = match record {
+            Record::Header => {
+                seq.puts(c"sk local lb client vip origin\n");
+                let missed = hooks::destruct_missed();
+                if missed > 0 {
+                    seq.printf(&TABLE_MISSED, (missed,));
+                }
+                return Shown::Printed;
+            }
+            Record::Item(e) => e,
+        };
+        // Under the bucket lock the entry cannot be freed; checked all the same.
+        // SAFETY: an entry of a bucket whose lock is held (`SeqOps`' contract above).
+        let Some(e) = (unsafe { Entry::snapshot(e) }) else {
+            return Shown::Skipped;
+        };
+        // SAFETY: the entry's socket, which cannot be destroyed while its entry is in a locked bucket
+        // (the destructor hook removes the entry first, under the lock), and no destruction was missed
+        // (`find_from`).
+        let sk = unsafe { Sock::from_raw(e.sk) };
+        let (local, lb) = sk_endpoints(sk);
+        let client = Sockaddr::of(&e.toa.client);
+        seq.printf(&TABLE_ROW, (Hashed(e.sk.cast()), &local, &lb, &client));
+        match e.toa.vip {
+            Some(vip) => seq.printf(&TABLE_VIP, (&Sockaddr::of(&vip),)),
+            None => seq.puts(c"-"),
         }
-        it.write(TableIter {
-            net,
+        seq.printf(&TABLE_ORIGIN, (origin_name(e.toa.origin),));
+        Shown::Printed
+    }
+}
+
+// SAFETY: the shim's `toa_table_proc_ops` and `toa_table_seq_ops` name the callbacks defined here for
+// `TableFile`, as a private file.
+unsafe impl PrivateSeqOps for TableFile {
+    fn proc_ops() -> *const ffi::ProcOps {
+        core::ptr::addr_of!(ffi::toa_table_proc_ops)
+    }
+
+    fn seq_ops() -> *const ffi::SeqOperations {
+        core::ptr::addr_of!(ffi::toa_table_seq_ops)
+    }
+
+    fn new_state() -> TableIter {
+        TableIter {
             bucket: 0,
             sk: core::ptr::null(),
             last_pos: 0,
             held: None,
-        });
-    }
-    0
-}
-
-/// `proc_ops::proc_release` of `/proc/net/toa_table`: drops the namespace and frees the seq_file. Also
-/// called by `remove_proc_entry` for files still open when the namespace or the module goes away.
-///
-/// # Safety
-///
-/// Only called by procfs, once, for a file [`toa_table_open`] opened.
-#[no_mangle]
-unsafe extern "C" fn toa_table_release(inode: *mut ffi::Inode, file: *mut ffi::File) -> c_int {
-    // SAFETY: the file was opened by `toa_table_open`; no read is in progress (procfs waits for them), so
-    // no lock is held (`stop` releases it).
-    unsafe {
-        let it = TableIter::of(ffi::toa_file_seq(file));
-        ffi::toa_put_net(it.net);
-        ffi::seq_release_private(inode, file)
-    }
-}
-
-/// `seq_operations::start` of `/proc/net/toa_table`: the entry at `*pos`. A read that continues the
-/// previous one goes on from the bucket and place where it stopped; only a jump (`lseek`, or reading
-/// again from 0) walks from the beginning.
-///
-/// # Safety
-///
-/// Only called by seq_file, for a `toa_table` file opened by [`toa_table_open`].
-#[no_mangle]
-unsafe extern "C" fn toa_table_seq_start(seq: *mut SeqFile, pos: *mut i64) -> *mut c_void {
-    // SAFETY: seq_file calls start/next/show/stop in sequence on one file and passes its position.
-    let (it, pos) = unsafe { (TableIter::of(seq), *pos) };
-    if pos == 0 {
-        it.last_pos = 0;
-        return SEQ_START_TOKEN;
-    }
-    let e = if pos == it.last_pos {
-        // The entry the previous read could not fit.
-        it.find_from(it.bucket, Some(it.sk))
-    } else {
-        let mut e = it.find_from(0, None);
-        for _ in 1..pos {
-            if e.is_null() {
-                break;
-            }
-            // SAFETY: `e` was just returned by `find_from` or `next_after`.
-            e = unsafe { it.next_after(e) };
         }
-        e
-    };
-    it.last_pos = pos;
-    e.cast()
-}
-
-/// `seq_operations::next` of `/proc/net/toa_table`.
-///
-/// # Safety
-///
-/// Only called by seq_file, between `start` and `stop`.
-#[no_mangle]
-unsafe extern "C" fn toa_table_seq_next(
-    seq: *mut SeqFile,
-    v: *mut c_void,
-    pos: *mut i64,
-) -> *mut c_void {
-    // SAFETY: between `start` and `stop`: see `toa_table_seq_start`; `v` is what start or next returned.
-    unsafe {
-        *pos += 1;
-        let it = TableIter::of(seq);
-        let e = if v == SEQ_START_TOKEN {
-            it.find_from(0, None)
-        } else {
-            it.next_after(v.cast())
-        };
-        it.last_pos = *pos;
-        e.cast()
     }
 }
 
-/// `seq_operations::stop` of `/proc/net/toa_table`: releases the bucket lock, if one is held.
-///
-/// # Safety
-///
-/// Only called by seq_file, after `start`.
-#[no_mangle]
-unsafe extern "C" fn toa_table_seq_stop(seq: *mut SeqFile, _v: *mut c_void) {
-    // SAFETY: see `toa_table_seq_start`.
-    unsafe { TableIter::of(seq).held = None };
-}
+seq_callbacks!(private TableFile {
+    open: toa_table_open,
+    release: toa_table_release,
+    start: toa_table_seq_start,
+    next: toa_table_seq_next,
+    stop: toa_table_seq_stop,
+    show: toa_table_seq_show,
+});
+
+/// `toa_table`'s header, when destructions were missed.
+const TABLE_MISSED: Format<(u64,)> =
+    Format::new(c"# entries not listed: %llu socket destructions were missed (see README)\n");
+/// `toa_table`: the socket and its addresses.
+const TABLE_ROW: Format<(Hashed, &Sockaddr, &Sockaddr, &Sockaddr)> =
+    Format::new(c"%p %pISpc %pISpc %pISpc ");
+/// `toa_table`: the VIP.
+const TABLE_VIP: Format<(&Sockaddr,)> = Format::new(c"%pISpc");
+/// `toa_table`: the origin, ending the line.
+const TABLE_ORIGIN: Format<(&CStr,)> = Format::new(c" %s\n");
 
 /// The local and remote (load balancer) socket addresses of `sk`, in its own family.
-///
-/// # Safety
-///
-/// `sk` is readable (under RCU: TCP sockets are `SLAB_TYPESAFE_BY_RCU`).
-unsafe fn sk_endpoints(sk: *const Sock) -> (Sockaddr, Sockaddr) {
-    // SAFETY: per the function's contract; plain field reads.
-    unsafe {
-        let lport = ffi::toa_sk_num(sk);
-        let rport = u16::from_be(ffi::toa_sk_dport(sk));
-        if ffi::toa_sk_family(sk) == AF_INET {
-            let l = ffi::toa_sk_rcv_saddr(sk).to_ne_bytes();
-            let r = ffi::toa_sk_daddr(sk).to_ne_bytes();
-            (
-                Sockaddr::V4(SockaddrIn::new(l, lport)),
-                Sockaddr::V4(SockaddrIn::new(r, rport)),
-            )
-        } else {
-            let l = *ffi::toa_sk_v6_rcv_saddr(sk);
-            let r = *ffi::toa_sk_v6_daddr(sk);
-            (
-                Sockaddr::V6(SockaddrIn6::new(l, lport)),
-                Sockaddr::V6(SockaddrIn6::new(r, rport)),
-            )
-        }
+#[inline(always)]
+fn sk_endpoints(sk: &Sock) -> (Sockaddr, Sockaddr) {
+    let lport = sk.num();
+    let rport = u16::from_be(sk.dport_be());
+    if sk.family() == AF_INET {
+        (
+            Sockaddr::V4(SockaddrIn::new(sk.rcv_saddr(), lport)),
+            Sockaddr::V4(SockaddrIn::new(sk.daddr(), rport)),
+        )
+    } else {
+        (
+            Sockaddr::V6(SockaddrIn6::new(sk.v6_rcv_saddr(), lport)),
+            Sockaddr::V6(SockaddrIn6::new(sk.v6_daddr(), rport)),
+        )
     }
 }
 
@@ -392,103 +376,36 @@ fn origin_name(o: Origin) -> &'static CStr {
     }
 }
 
-/// `seq_operations::show` of `/proc/net/toa_table`: the header, or one entry.
-///
-/// # Safety
-///
-/// Only called by seq_file, between `start` and `stop`, with a value `start`/`next` returned.
-#[no_mangle]
-unsafe extern "C" fn toa_table_seq_show(seq: *mut SeqFile, v: *mut c_void) -> c_int {
-    // SAFETY: `v` is `SEQ_START_TOKEN` or an entry returned by `find_from`/`next_after` with its
-    // bucket's lock held; the formats match their arguments.
-    unsafe {
-        if v == SEQ_START_TOKEN {
-            ffi::toa_seq_puts(seq, c"sk local lb client vip origin\n".as_ptr());
-            let missed = hooks::destruct_missed();
-            if missed > 0 {
-                ffi::seq_printf(
-                    seq,
-                    c"# entries not listed: %llu socket destructions were missed (see README)\n"
-                        .as_ptr(),
-                    missed,
-                );
-            }
-            return 0;
-        }
-        // Under the bucket lock the entry cannot be freed; checked all the same.
-        let Some(e) = Entry::snapshot(v.cast()) else {
-            return SEQ_SKIP;
-        };
-        let (local, lb) = sk_endpoints(e.sk);
-        let client = Sockaddr::of(&e.toa.client);
-        ffi::seq_printf(
-            seq,
-            c"%p %pISpc %pISpc %pISpc ".as_ptr(),
-            e.sk,
-            local.as_ptr(),
-            lb.as_ptr(),
-            client.as_ptr(),
-        );
-        match e.toa.vip {
-            Some(vip) => ffi::seq_printf(seq, c"%pISpc".as_ptr(), Sockaddr::of(&vip).as_ptr()),
-            None => ffi::toa_seq_puts(seq, c"-".as_ptr()),
-        }
-        ffi::seq_printf(seq, c" %s\n".as_ptr(), origin_name(e.toa.origin).as_ptr());
+/// The `/proc/net/toa_*` files' per-namespace callbacks (`toa_proc_net_ops` in `src/toa_shim.c`).
+struct ProcFiles;
+
+impl PernetOps for ProcFiles {
+    /// Creates the namespace's `/proc/net/toa_*` files.
+    fn init(net: &Net) -> Result {
+        let dir = net.proc_net();
+        let stats = dir.create_single::<StatsFile>(STATS_NAME)?;
+        // On failure, `stats` is removed as it drops.
+        let table = dir.create_private::<TableFile>(TABLE_NAME)?;
+        stats.keep();
+        table.keep();
+        Ok(())
     }
-    0
+
+    /// Removes the namespace's `/proc/net/toa_*` files (waiting for the calls in progress on them).
+    fn exit(net: &Net) {
+        let dir = net.proc_net();
+        // SAFETY: both created and kept by `init`, which succeeded for this namespace.
+        unsafe {
+            dir.remove(TABLE_NAME);
+            dir.remove(STATS_NAME);
+        }
+    }
 }
 
-/// `pernet_operations::init`: creates the namespace's `/proc/net/toa_*` files.
-///
-/// # Safety
-///
-/// Only called by the pernet core, for a live namespace.
-#[no_mangle]
-unsafe extern "C" fn toa_net_init(net: *mut Net) -> c_int {
-    // SAFETY: called by the pernet core for a namespace being set up (or every existing one at
-    // registration); `net->proc_net` exists.
-    unsafe {
-        let dir = ffi::toa_net_proc_dir(net);
-        if ffi::proc_create_net_single(
-            STATS_NAME.as_ptr(),
-            0o444,
-            dir,
-            toa_stats_show,
-            core::ptr::null_mut(),
-        )
-        .is_null()
-        {
-            return ENOMEM.to_errno();
-        }
-        let table = ffi::proc_create_data(
-            TABLE_NAME.as_ptr(),
-            0o444,
-            dir,
-            core::ptr::addr_of!(ffi::toa_table_proc_ops),
-            net.cast(),
-        );
-        if table.is_null() {
-            ffi::remove_proc_entry(STATS_NAME.as_ptr(), dir);
-            return ENOMEM.to_errno();
-        }
-    }
-    0
-}
-
-/// `pernet_operations::exit`: removes the namespace's `/proc/net/toa_*` files.
-///
-/// # Safety
-///
-/// Only called by the pernet core, for a namespace `toa_net_init` set up.
-#[no_mangle]
-unsafe extern "C" fn toa_net_exit(net: *mut Net) {
-    // SAFETY: the namespace's files were created by `toa_net_init`; removal waits for open readers.
-    unsafe {
-        let dir = ffi::toa_net_proc_dir(net);
-        ffi::remove_proc_entry(TABLE_NAME.as_ptr(), dir);
-        ffi::remove_proc_entry(STATS_NAME.as_ptr(), dir);
-    }
-}
+pernet_callbacks!(ProcFiles {
+    init: toa_net_init,
+    exit: toa_net_exit,
+});
 
 /// The files in every namespace: created by [`ProcRegistration::register`], all removed on drop.
 pub(crate) struct ProcRegistration {

@@ -8,10 +8,12 @@
 //! dismantling (or toa's unload). The first seven counters are the
 //! ones of Tencent Cloud CLB's TOA module, in its order; monitoring scripts rely on their names and order.
 
-use crate::ffi::{self, Net, Sock};
-use crate::pernet::PernetRegistration;
-use core::ffi::{c_int, c_uint, CStr};
-use core::sync::atomic::{AtomicPtr, Ordering};
+use crate::ffi;
+use crate::sys::net::Net;
+use crate::sys::percpu::{CounterIndex, NetCounters, PerCpuArray};
+use crate::sys::pernet::{pernet_callbacks, PernetOps, PernetRegistration};
+use crate::sys::sock::Sock;
+use core::ffi::CStr;
 use kernel::prelude::*;
 
 /// The counters, in `/proc/net/toa_stats` order.
@@ -101,123 +103,151 @@ impl Counter {
     pub(crate) const TCP_ROWS: usize = 13;
 }
 
-const N_COUNTERS: usize = Counter::ALL.len();
+/// A counter's slot is its number: `Counter` is a fieldless enum numbered from 0 in declaration order,
+/// which [`Counter::ALL`] follows (checked below).
+impl CounterIndex for Counter {
+    const COUNT: usize = Counter::ALL.len();
 
-/// The counters' slot of network namespace `net` (`struct toa_net` in the shim, `net_generic` storage).
-///
-/// # Safety
-///
-/// `net` is a live namespace on which `toa_stats_net_ops` was initialised, and the caller is inside an
-/// RCU read-side section (`net_generic`).
-unsafe fn slot<'a>(net: *const Net) -> &'a AtomicPtr<u64> {
-    // SAFETY: per the function's contract the slot exists; it is only accessed atomically.
-    unsafe { AtomicPtr::from_ptr(ffi::toa_net_stats_slot(net)) }
+    #[inline(always)]
+    fn index(self) -> usize {
+        self as usize
+    }
 }
 
-/// Counts one event on the current CPU, in the namespace of `sk`.
-pub(crate) fn inc(sk: *const Sock, c: Counter) {
-    // SAFETY: `sk` is a socket the caller holds (or is destroying): its namespace is alive.
-    inc_net(unsafe { ffi::toa_sk_net(sk) }, c)
+// `Counter::ALL` lists every counter once, in declaration order (the last variant closes the list).
+const _: () = {
+    let mut i = 0;
+    while i < Counter::ALL.len() {
+        assert!(Counter::ALL[i].0 as usize == i);
+        i += 1;
+    }
+    assert!(Counter::UoaMappingFree as usize + 1 == Counter::ALL.len());
+};
+
+/// The counters of namespace `net`.
+#[inline(always)]
+fn counters(net: &Net) -> NetCounters<'_, Counter> {
+    // SAFETY: `Stats` registers `toa_stats_net_ops` before anything that counts or reads counters is
+    // registered, and is dropped after all of them are gone (`Parts`' field order in `toa_main.rs`), so
+    // the ops' `init` ran for every namespace a caller can see, and its storage holds `Counter`s only.
+    unsafe { NetCounters::of(net) }
 }
 
-/// Counts one event on the current CPU, in namespace `net` (a live namespace: the caller's packet's,
+/// Counts one event on the current CPU, in the namespace of `sk` (a [`Sock`]).
+#[inline]
+pub(crate) fn inc(sk: impl CountedSock, c: Counter) {
+    counters(sk.sock().net()).inc(c)
+}
+
+/// Counts one event on the current CPU, in namespace `net` (a [`Net`]: the caller's packet's,
 /// socket's, or one the UOA sweeper holds).
-pub(crate) fn inc_net(net: *const Net, c: Counter) {
-    // SAFETY: `net` is alive, and so are its counters until `toa_stats_net_pre_exit`, which RCU orders
-    // against this read-side section.
-    unsafe {
-        ffi::toa_rcu_read_lock();
-        let base = slot(net).load(Ordering::Acquire);
-        if !base.is_null() {
-            ffi::toa_percpu_inc(base, c as c_uint);
-        }
-        ffi::toa_rcu_read_unlock();
+#[inline]
+pub(crate) fn inc_net(net: impl CountedNet, c: Counter) {
+    counters(net.net()).inc(c)
+}
+
+/// A socket to count in: `&Sock`.
+///
+/// TEMPORARY (for the lead to remove at merge): also implemented for the raw `*const`/`*mut
+/// ffi::Sock` the callers not converted to [`Sock`] yet pass, so that `stats::inc(sk, ...)` compiles
+/// unchanged on either side of the merge. Once every caller passes a `&Sock`, `inc` takes `sk: &Sock`
+/// and this trait goes.
+pub(crate) trait CountedSock {
+    /// The socket.
+    fn sock(&self) -> &Sock;
+}
+
+impl CountedSock for &Sock {
+    #[inline(always)]
+    fn sock(&self) -> &Sock {
+        self
     }
 }
 
-/// Calls `f` with a reader of `net`'s counters: `read(counter, cpu)` for a possible CPU.
-///
-/// # Safety
-///
-/// `net` is a live namespace on which `toa_stats_net_ops` was initialised. `f` must not sleep.
-pub(crate) unsafe fn with_counters<R>(
-    net: *const Net,
-    f: impl FnOnce(&dyn Fn(Counter, c_int) -> u64) -> R,
-) -> R {
-    // SAFETY: per the function's contract; the counters stay allocated for the RCU section.
-    unsafe {
-        ffi::toa_rcu_read_lock();
-        let base = slot(net).load(Ordering::Acquire);
-        let read = |c: Counter, cpu: c_int| {
-            if base.is_null() {
-                0
-            } else {
-                // `base` has `N_COUNTERS` entries per possible CPU (inside the outer `unsafe`).
-                ffi::toa_percpu_read(base, c as c_uint, cpu)
-            }
-        };
-        let r = f(&read);
-        ffi::toa_rcu_read_unlock();
-        r
+impl CountedSock for *const ffi::Sock {
+    #[inline(always)]
+    fn sock(&self) -> &Sock {
+        // SAFETY: TEMPORARY, the contract `inc` had before `Sock`: the caller holds the socket (or is
+        // destroying it), so it is allocated while it is counted in.
+        unsafe { Sock::from_raw(*self) }
     }
 }
 
-/// `pernet_operations::init` of the counters: allocates zeroed counters for every possible CPU.
-///
-/// # Safety
-///
-/// Only called by the pernet core, for a namespace being set up.
-#[no_mangle]
-unsafe extern "C" fn toa_stats_net_init(net: *mut Net) -> c_int {
-    let size = N_COUNTERS * core::mem::size_of::<u64>();
-    // SAFETY: plain allocation; `__alloc_percpu` returns zeroed memory or null.
-    let base = unsafe { ffi::toa_alloc_percpu(size, core::mem::align_of::<u64>()) };
-    if base.is_null() {
-        return ENOMEM.to_errno();
-    }
-    // SAFETY: the namespace's slot exists once the pernet core calls `init`; no reader yet.
-    unsafe {
-        ffi::toa_rcu_read_lock();
-        slot(net).store(base, Ordering::Release);
-        ffi::toa_rcu_read_unlock();
-    }
-    0
-}
-
-/// `pernet_operations::pre_exit`: unpublishes the counters; the pernet core then waits for an RCU grace
-/// period before `exit`, so no hook still increments them when they are freed.
-///
-/// # Safety
-///
-/// Only called by the pernet core, for a namespace going away (or all of them at unregistration).
-#[no_mangle]
-unsafe extern "C" fn toa_stats_net_pre_exit(net: *mut Net) {
-    // SAFETY: both slots exist until after `exit`; only the pernet core calls this and `exit`.
-    unsafe {
-        ffi::toa_rcu_read_lock();
-        let base = slot(net).swap(core::ptr::null_mut(), Ordering::AcqRel);
-        *ffi::toa_net_stats_retired_slot(net) = base;
-        ffi::toa_rcu_read_unlock();
+impl CountedSock for *mut ffi::Sock {
+    #[inline(always)]
+    fn sock(&self) -> &Sock {
+        // SAFETY: as for `*const ffi::Sock`.
+        unsafe { Sock::from_raw(*self) }
     }
 }
 
-/// `pernet_operations::exit`: frees the counters unpublished by `pre_exit`, a grace period later.
+/// A namespace to count in: `&Net`.
 ///
-/// # Safety
-///
-/// Only called by the pernet core, after `toa_stats_net_pre_exit` and a grace period.
-#[no_mangle]
-unsafe extern "C" fn toa_stats_net_exit(net: *mut Net) {
-    // SAFETY: the retired pointer came from `toa_alloc_percpu` and no reader can see it any more.
-    unsafe {
-        ffi::toa_rcu_read_lock();
-        let base = core::mem::take(&mut *ffi::toa_net_stats_retired_slot(net));
-        ffi::toa_rcu_read_unlock();
-        if !base.is_null() {
-            ffi::free_percpu(base);
-        }
+/// TEMPORARY (for the lead to remove at merge), as [`CountedSock`]: also implemented for the raw
+/// `*const`/`*mut ffi::Net` of the callers not converted to [`Net`] yet.
+pub(crate) trait CountedNet {
+    /// The namespace.
+    fn net(&self) -> &Net;
+}
+
+impl CountedNet for &Net {
+    #[inline(always)]
+    fn net(&self) -> &Net {
+        self
     }
 }
+
+impl CountedNet for *const ffi::Net {
+    #[inline(always)]
+    fn net(&self) -> &Net {
+        // SAFETY: TEMPORARY, the contract `inc_net` had before `Net`: a live namespace (the caller's
+        // packet's, socket's, or one the UOA sweeper holds).
+        unsafe { Net::from_raw(*self) }
+    }
+}
+
+impl CountedNet for *mut ffi::Net {
+    #[inline(always)]
+    fn net(&self) -> &Net {
+        // SAFETY: as for `*const ffi::Net`.
+        unsafe { Net::from_raw(*self) }
+    }
+}
+
+/// Calls `f` with `net`'s counters, `None` once the namespace's are retired (it is going away); `f`
+/// runs in an RCU read-side section and must not sleep.
+pub(crate) fn with_counters<R>(net: &Net, f: impl FnOnce(Option<&PerCpuArray<Counter>>) -> R) -> R {
+    counters(net).with(f)
+}
+
+/// The counters' per-namespace callbacks (`toa_stats_net_ops` in `src/toa_shim.c`).
+struct StatsOps;
+
+impl PernetOps for StatsOps {
+    /// Allocates zeroed counters for every possible CPU and publishes them.
+    fn init(net: &Net) -> Result {
+        counters(net).publish(PerCpuArray::new()?);
+        Ok(())
+    }
+
+    /// Unpublishes the counters; the pernet core then waits for an RCU grace period before `exit`, so no
+    /// hook still increments them when they are freed.
+    fn pre_exit(net: &Net) {
+        counters(net).retire();
+    }
+
+    /// Frees the counters unpublished by `pre_exit`, a grace period later.
+    fn exit(net: &Net) {
+        // SAFETY: `exit` runs after `pre_exit` (which retired them) and an RCU grace period.
+        drop(unsafe { counters(net).take_retired() });
+    }
+}
+
+pernet_callbacks!(StatsOps {
+    init: toa_stats_net_init,
+    pre_exit: toa_stats_net_pre_exit,
+    exit: toa_stats_net_exit,
+});
 
 /// The per-namespace counters: registered by [`Stats::new`]; every namespace's counters are freed on drop.
 pub(crate) struct Stats {
@@ -232,20 +262,4 @@ impl Stats {
         unsafe { PernetRegistration::register(core::ptr::addr_of_mut!(ffi::toa_stats_net_ops)) }
             .map(|r| Stats { _registration: r })
     }
-}
-
-/// Iterates over the possible CPU ids, in increasing order (ids may have holes).
-pub(crate) fn possible_cpus() -> impl Iterator<Item = c_int> {
-    // SAFETY: reads `nr_cpu_ids`, fixed after boot.
-    let nr = unsafe { ffi::toa_nr_cpu_ids() } as c_int;
-    let mut prev: c_int = -1;
-    core::iter::from_fn(move || {
-        // SAFETY: `cpumask_next` on `cpu_possible_mask` accepts any `prev` from -1 upwards.
-        let cpu = unsafe { ffi::toa_next_possible_cpu(prev) };
-        if cpu >= nr {
-            return None;
-        }
-        prev = cpu;
-        Some(cpu)
-    })
 }

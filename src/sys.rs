@@ -11,7 +11,10 @@
 pub(crate) mod net;
 pub(crate) mod netfilter;
 pub(crate) mod params;
+pub(crate) mod percpu;
+pub(crate) mod pernet;
 pub(crate) mod probes;
+pub(crate) mod proc;
 pub(crate) mod skb;
 pub(crate) mod sock;
 pub(crate) mod task;

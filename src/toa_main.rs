@@ -24,7 +24,6 @@ use kernel::prelude::*;
 
 mod ffi;
 mod hooks;
-mod pernet;
 mod procfs;
 mod sockaddr;
 mod sockopt;

@@ -362,9 +362,10 @@ const struct seq_operations toa_table_seq_ops = {
 };
 
 /*
- * /proc/net/toa_table is a seq_file with a private state of its own (struct toa_table_iter in src/procfs.rs:
- * its namespace and where the last read() stopped). The namespace is the file's proc data, referenced while
- * the file is open, as seq_open_net does; proc_create_net_data's own open would not let Rust size the state.
+ * /proc/net/toa_table is a seq_file with a private state of its own (`Private` in src/sys/proc.rs: a reference
+ * on its namespace, and `TableIter` of src/procfs.rs, where the last read() stopped). The namespace is the file's
+ * proc data, referenced while the file is open, as seq_open_net does; proc_create_net_data's own open would not
+ * let Rust size the state.
  */
 const struct proc_ops toa_table_proc_ops = {
 	.proc_open = toa_table_open,

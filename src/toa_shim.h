@@ -51,7 +51,7 @@ void *toa_uoa_table_seq_next(struct seq_file *seq, void *v, loff_t *pos);
 void toa_uoa_table_seq_stop(struct seq_file *seq, void *v);
 int toa_uoa_table_seq_show(struct seq_file *seq, void *v);
 
-/* Words of the uoa_table walker's state (src/uoa/procfs.rs checks its size against it). */
+/* Words of the uoa_table walker's state (src/sys/proc.rs checks the state's size against it). */
 #define TOA_UOA_WALKER_WORDS 16
 
 /* Objects and parameters. */

@@ -22,8 +22,8 @@ pub(crate) mod procfs;
 pub(crate) mod sockopt;
 
 use crate::ffi;
-use crate::pernet::PernetRegistration;
 use crate::sys::params;
+use crate::sys::pernet::PernetRegistration;
 use kernel::prelude::*;
 
 /// The most `uoa_timeout` may be: idle times are kept in 16-bit seconds (see [`flows`]), and an entry

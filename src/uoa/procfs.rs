@@ -15,10 +15,13 @@
 //! through the whole dump is listed, possibly twice, never skipped.
 
 use super::flows::{self, FlowKey, Row};
-use crate::ffi::{self, Net, SeqFile, SEQ_START_TOKEN};
+use crate::ffi;
 use crate::sockaddr::Sockaddr;
+use crate::sys::net::Net;
+use crate::sys::proc::{seq_callbacks, Format, NetSeqOps, Record, SeqFile, SeqOps, Shown};
 use crate::wire::Endpoint;
-use core::ffi::{c_int, c_void, CStr};
+use core::ffi::{c_int, c_uint, CStr};
+use core::ptr::NonNull;
 use kernel::prelude::*;
 
 const NAME: &CStr = c"uoa_table";
@@ -31,31 +34,9 @@ struct Walker {
     row: Option<Row>,
 }
 
-/// `TOA_UOA_WALKER_WORDS` of `src/toa_shim.h`: the room the shim reserves for a [`Walker`].
-const WALKER_ROOM: usize = 16 * 8;
-const _: () = assert!(core::mem::size_of::<Walker>() <= WALKER_ROOM);
-const _: () = assert!(core::mem::align_of::<Walker>() <= 8);
-
-/// The walker of `seq` and the namespace number of its file.
-///
-/// # Safety
-///
-/// `seq` is an open `uoa_table` seq_file (created by [`create`]), and seq_file does not use its state
-/// elsewhere for the returned lifetime (it serialises the calls on a file).
-unsafe fn walker<'a>(seq: *mut SeqFile) -> (&'a mut Walker, u32) {
-    // SAFETY: per the function's contract, the shim's `struct toa_uoa_iter` holds a walker of the right
-    // size and alignment, allocated zeroed by `seq_open_net` for this file. All zero bits are a valid
-    // `Walker` (integers, byte arrays and enums whose first variant is 0); its `row` is only used once a
-    // `start` at position 0 or a walk from the start has set it.
-    unsafe {
-        let w = &mut *ffi::toa_uoa_walker(seq).cast::<Walker>();
-        (w, flows::inum_of(ffi::toa_seq_file_net(seq)))
-    }
-}
-
 impl Walker {
-    /// Moves to the line after the current one; returns it, or null at the end.
-    fn advance(&mut self, inum: u32) -> *mut c_void {
+    /// Moves to the line after the current one in namespace `inum`; returns it, or `None` at the end.
+    fn advance(&mut self, inum: u32) -> Option<Record<NonNull<Row>>> {
         let next = match (&self.row, self.pos) {
             (_, 0) => flows::next_row(inum, 0, None),
             (Some(row), _) => flows::next_row(inum, self.bucket, Some(row.key)),
@@ -69,77 +50,112 @@ impl Walker {
         self.current()
     }
 
-    fn current(&mut self) -> *mut c_void {
-        match &mut self.row {
-            Some(row) => (row as *mut Row).cast(),
-            None => core::ptr::null_mut(),
+    fn current(&mut self) -> Option<Record<NonNull<Row>>> {
+        self.row
+            .as_mut()
+            .map(|row| Record::Item(NonNull::from(row)))
+    }
+}
+
+/// `/proc/net/uoa_table`.
+struct UoaTable;
+
+// SAFETY: an item is the walker's current row, which only `start` and `next` (`advance`) change.
+unsafe impl SeqOps for UoaTable {
+    type State = Walker;
+    type Item = Row;
+
+    #[inline(always)]
+    fn start(net: &Net, w: &mut Walker, pos: i64) -> Option<Record<NonNull<Row>>> {
+        let inum = net.inum();
+        if pos == 0 {
+            w.pos = 0;
+            w.row = None;
+            return Some(Record::Header);
         }
+        if pos == w.pos {
+            // The line that did not fit in the last read.
+            return w.current();
+        }
+        if pos != w.pos + 1 {
+            // A seek: walk from the start.
+            w.pos = 0;
+            w.row = None;
+            while w.pos + 1 < pos && w.advance(inum).is_some() {}
+        }
+        w.advance(inum)
+    }
+
+    #[inline(always)]
+    fn next(
+        net: &Net,
+        w: &mut Walker,
+        _prev: Record<NonNull<Row>>,
+        pos: &mut i64,
+    ) -> Option<Record<NonNull<Row>>> {
+        let v = w.advance(net.inum());
+        *pos = w.pos;
+        v
+    }
+
+    /// Nothing is held between calls.
+    fn stop(_w: &mut Walker) {}
+
+    #[inline(always)]
+    fn show(seq: &SeqFile, record: Record<&Row>) -> Shown {
+        let row = match record {
+            Record::Header => {
+                seq.puts(c"lb local client vip idle\n");
+                return Shown::Printed;
+            }
+            Record::Item(row) => row,
+        };
+        let FlowKey {
+            lb,
+            lb_port,
+            local,
+            local_port,
+        } = row.key;
+        seq.printf(&FIRST, (&Sockaddr::of(&endpoint(lb, lb_port)),));
+        seq.printf(&NEXT, (&Sockaddr::of(&endpoint(local, local_port)),));
+        seq.printf(&NEXT, (&Sockaddr::of(&row.mapping.client),));
+        match &row.mapping.vip {
+            Some(vip) => seq.printf(&NEXT, (&Sockaddr::of(vip),)),
+            None => seq.puts(c" -"),
+        }
+        seq.printf(&IDLE, (c_uint::from(row.idle_secs),));
+        Shown::Printed
     }
 }
 
-/// `seq_operations::start`.
-///
-/// # Safety
-///
-/// Only called by seq_file, for a `uoa_table` file.
-#[no_mangle]
-unsafe extern "C" fn toa_uoa_table_seq_start(seq: *mut SeqFile, pos: *mut i64) -> *mut c_void {
-    // SAFETY: per the function's contract.
-    let ((w, inum), pos) = unsafe { (walker(seq), *pos) };
-    if pos == 0 {
-        w.pos = 0;
-        w.row = None;
-        return SEQ_START_TOKEN;
+// SAFETY: all zero bits are a valid `Walker` (integers, byte arrays and enums whose first variant is 0),
+// which needs no drop; its `row` is only used once a `start` at position 0 or a walk from the start has
+// set it. The shim's `toa_uoa_table_seq_ops` names the callbacks defined here for `UoaTable`, as a `net`
+// file, and `toa_uoa_iter_size` is the size of its `struct toa_uoa_iter`.
+unsafe impl NetSeqOps for UoaTable {
+    fn seq_ops() -> *const ffi::SeqOperations {
+        core::ptr::addr_of!(ffi::toa_uoa_table_seq_ops)
     }
-    if pos == w.pos {
-        // The line that did not fit in the last read.
-        return w.current();
+
+    fn state_size() -> c_uint {
+        // SAFETY: a constant of the shim.
+        unsafe { ffi::toa_uoa_iter_size }
     }
-    if pos != w.pos + 1 {
-        // A seek: walk from the start.
-        w.pos = 0;
-        w.row = None;
-        while w.pos + 1 < pos && !w.advance(inum).is_null() {}
-    }
-    w.advance(inum)
 }
 
-/// `seq_operations::next`.
-///
-/// # Safety
-///
-/// Only called by seq_file, for a `uoa_table` file.
-#[no_mangle]
-unsafe extern "C" fn toa_uoa_table_seq_next(
-    seq: *mut SeqFile,
-    _v: *mut c_void,
-    pos: *mut i64,
-) -> *mut c_void {
-    // SAFETY: per the function's contract.
-    let (w, inum) = unsafe { walker(seq) };
-    let v = w.advance(inum);
-    // SAFETY: seq_file's position, which `next` must move on.
-    unsafe { *pos = w.pos };
-    v
-}
+seq_callbacks!(net UoaTable {
+    start: toa_uoa_table_seq_start,
+    next: toa_uoa_table_seq_next,
+    stop: toa_uoa_table_seq_stop,
+    show: toa_uoa_table_seq_show,
+});
 
-/// `seq_operations::stop`: nothing is held between calls.
-///
-/// # Safety
-///
-/// Only called by seq_file.
-#[no_mangle]
-unsafe extern "C" fn toa_uoa_table_seq_stop(_seq: *mut SeqFile, _v: *mut c_void) {}
-
-/// Prints `ep` with `%pISpc`.
-///
-/// # Safety
-///
-/// `seq` is the seq_file being shown.
-unsafe fn print(seq: *mut SeqFile, fmt: &CStr, ep: &Endpoint) {
-    // SAFETY: per the function's contract; `%pISpc` takes a `struct sockaddr *`.
-    unsafe { ffi::seq_printf(seq, fmt.as_ptr(), Sockaddr::of(ep).as_ptr()) };
-}
+/// The first address of a line.
+const FIRST: Format<(&Sockaddr,)> = Format::new(c"%pISpc");
+/// The next addresses of a line.
+const NEXT: Format<(&Sockaddr,)> = Format::new(c" %pISpc");
+/// The idle time, ending the line.
+const IDLE: Format<(c_uint,)> = Format::new(c" %u\n");
 
 fn endpoint(addr: [u8; 16], port: u16) -> Endpoint {
     Endpoint {
@@ -148,65 +164,35 @@ fn endpoint(addr: [u8; 16], port: u16) -> Endpoint {
     }
 }
 
-/// `seq_operations::show`: the header, or one mapping.
-///
-/// # Safety
-///
-/// Only called by seq_file, with what `start`/`next` returned.
-#[no_mangle]
-unsafe extern "C" fn toa_uoa_table_seq_show(seq: *mut SeqFile, v: *mut c_void) -> c_int {
-    if v == SEQ_START_TOKEN {
-        // SAFETY: the seq_file being shown.
-        unsafe { ffi::toa_seq_puts(seq, c"lb local client vip idle\n".as_ptr()) };
-        return 0;
-    }
-    // SAFETY: `start`/`next` return a `Row` of the file's walker.
-    let row = unsafe { &*v.cast::<Row>() };
-    let FlowKey {
-        lb,
-        lb_port,
-        local,
-        local_port,
-    } = row.key;
-    // SAFETY: the seq_file being shown; the formats match their arguments.
-    unsafe {
-        print(seq, c"%pISpc", &endpoint(lb, lb_port));
-        print(seq, c" %pISpc", &endpoint(local, local_port));
-        print(seq, c" %pISpc", &row.mapping.client);
-        match &row.mapping.vip {
-            Some(vip) => print(seq, c" %pISpc", vip),
-            None => ffi::toa_seq_puts(seq, c" -".as_ptr()),
-        }
-        ffi::seq_printf(
-            seq,
-            c" %u\n".as_ptr(),
-            core::ffi::c_uint::from(row.idle_secs),
-        );
-    }
-    0
-}
-
-/// Creates `net`'s `/proc/net/uoa_table`; a negative errno on failure.
-pub(crate) fn create(net: *mut Net) -> c_int {
-    // SAFETY: a live namespace being set up; the shim's static seq_operations and state size.
-    let pde = unsafe {
-        ffi::proc_create_net_data(
-            NAME.as_ptr(),
-            0o444,
-            ffi::toa_net_proc_dir(net),
-            core::ptr::addr_of!(ffi::toa_uoa_table_seq_ops),
-            ffi::toa_uoa_iter_size,
-            core::ptr::null_mut(),
-        )
-    };
-    if pde.is_null() {
-        return ENOMEM.to_errno();
-    }
-    0
+/// Creates `net`'s `/proc/net/uoa_table` (`ENOMEM` on failure); it stays until [`remove_from`].
+pub(crate) fn create_in(net: &Net) -> Result {
+    net.proc_net().create_net::<UoaTable>(NAME)?.keep();
+    Ok(())
 }
 
 /// Removes `net`'s `/proc/net/uoa_table`, waiting for the calls in progress on it.
-pub(crate) fn remove(net: *mut Net) {
-    // SAFETY: created by `create` for this namespace.
-    unsafe { ffi::remove_proc_entry(NAME.as_ptr(), ffi::toa_net_proc_dir(net)) };
+///
+/// # Safety
+///
+/// [`create_in`] succeeded for `net`, and the file was not removed since.
+pub(crate) unsafe fn remove_from(net: &Net) {
+    // SAFETY: per the function's contract.
+    unsafe { net.proc_net().remove(NAME) };
+}
+
+/// TEMPORARY raw-pointer form of [`create_in`] for `uoa/hooks.rs`, to be replaced by `create_in` when the
+/// typed hooks are merged: a negative errno on failure.
+pub(crate) fn create(net: *mut ffi::Net) -> c_int {
+    // SAFETY: a live namespace being set up (the only caller is its pernet `init`).
+    match create_in(unsafe { Net::from_raw(net) }) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// TEMPORARY raw-pointer form of [`remove_from`] for `uoa/hooks.rs` (see [`create`]).
+pub(crate) fn remove(net: *mut ffi::Net) {
+    // SAFETY: the callers are the namespace's pernet `exit` and `init`'s error path, after `create`
+    // succeeded for it.
+    unsafe { remove_from(Net::from_raw(net)) };
 }
