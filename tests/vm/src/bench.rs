@@ -3,13 +3,17 @@
 //! 6 to 10 UDP's UOA (datagrams, lookups, the flow map's memory and size) and what UOA's netfilter hooks
 //! cost TCP's data path.
 
-use super::*;
-use lbemu::packet::{Datagram, Segment, Tcp};
+use crate::env::{self, Stats};
+use crate::fixture::*;
+use crate::sys::Sock;
+use lbemu::packet::{Datagram, Family, Segment, Tcp};
+use lbemu::{Conn, Options, SERVER_V4};
+use std::io;
 use std::mem::size_of;
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::ops::Range;
 use std::os::fd::RawFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A measured figure against its goal.
 struct Row {
