@@ -13,7 +13,7 @@ use std::time::Duration;
 pub(crate) fn close_by_rst(ctx: &mut Ctx) -> TestResult {
     let mut s = serve(ctx, Af::Inet6, Family::V6, ack_opts(toa6(253, CIP6, CPORT)))?;
     io(s.conn.rst(&mut ctx.lb), "RST")?;
-    std::thread::sleep(Duration::from_millis(100));
+    wait_reset(s.local.port())?;
     drop(s.sock);
     drop(s.listener);
     env::wait_all_freed()
@@ -34,7 +34,7 @@ pub(crate) fn close_before_accept(ctx: &mut Ctx) -> TestResult {
     );
     io(conn.connect(&mut ctx.lb, &[]), "handshake")?;
     io(conn.rst(&mut ctx.lb), "RST")?;
-    std::thread::sleep(Duration::from_millis(100));
+    wait_reset(port)?;
     if let Ok((sock, _)) = listener.accept(Duration::from_millis(500)) {
         drop(sock);
     }
@@ -61,7 +61,11 @@ pub(crate) fn listener_closed_with_queued_children(ctx: &mut Ctx) -> TestResult 
         io(c.connect(&mut ctx.lb, &[]), "handshake")?;
         conns.push(c);
     }
-    std::thread::sleep(Duration::from_millis(100));
+    env::poll(WAIT, "3 children in the listener's accept queue", || {
+        let socks = env::tcp_sockets(port)?;
+        let queued = |s: &env::TcpSocket| s.state == env::TCP_LISTEN && s.rx_queue == 3;
+        Ok(socks.iter().any(queued).then_some(()))
+    })?;
     let d = delta(&before)?;
     check!(
         d["ip6_address_alloc"] == 3,
@@ -74,4 +78,16 @@ pub(crate) fn listener_closed_with_queued_children(ctx: &mut Ctx) -> TestResult 
     );
     drop(listener);
     env::wait_all_freed()
+}
+
+/// Waits until the kernel has processed an RST for the connection on `port`: a reset socket leaves the
+/// hash tables, so only the listener is left there (before, the connection or its request is listed).
+fn wait_reset(port: u16) -> TestResult {
+    env::poll(WAIT, &format!("the RST on port {port} processed"), || {
+        let socks = env::tcp_sockets(port)?;
+        Ok(socks
+            .iter()
+            .all(|s| s.state == env::TCP_LISTEN)
+            .then_some(()))
+    })
 }

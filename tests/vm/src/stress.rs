@@ -521,6 +521,7 @@ pub(crate) fn unload_under_load(ctx: &mut Ctx) -> TestResult {
                     };
                     i += 1;
                     let Some((id, v6, sock)) = pick else {
+                        // A poll's period: the list is looked at again, until `stop`.
                         std::thread::sleep(Duration::from_millis(5));
                         continue;
                     };
@@ -562,6 +563,7 @@ pub(crate) fn unload_under_load(ctx: &mut Ctx) -> TestResult {
                 fail(format!("reload cycle {cycle}: {e}"));
                 break;
             }
+            // Pacing, not a wait for state: the loaded module meets connections and queries each cycle.
             std::thread::sleep(Duration::from_millis(20));
         }
         stop.store(true, Ordering::Relaxed);

@@ -1187,7 +1187,9 @@ pub(crate) fn uoa_expiry(ctx: &mut Ctx) -> TestResult {
                 &flows[1].1,
                 "the flow kept by lookups",
             )?;
-            std::thread::sleep(Duration::from_millis(250)); // pacing, well under the timeout
+            // Pacing, not a wait for state: the flows stay active, 250 ms apart, across several 2 s
+            // timeouts (what the test is about).
+            std::thread::sleep(Duration::from_millis(250));
             Ok(())
         };
         let expired = || -> Result<(i64, i64), String> {
