@@ -24,6 +24,7 @@ fi
 
 if [ -w $kml ]; then
 	# kmemleak only reports objects older than 5 s, found unreferenced by two scans.
+	# Not a wait for state: objects must age 5 s (kmemleak's minimum age) before a scan may report them.
 	sleep 6
 	echo scan >$kml
 	echo scan >$kml

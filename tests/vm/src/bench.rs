@@ -3,13 +3,17 @@
 //! 6 to 10 UDP's UOA (datagrams, lookups, the flow map's memory and size) and what UOA's netfilter hooks
 //! cost TCP's data path.
 
-use super::*;
-use lbemu::packet::{Datagram, Segment, Tcp};
+use crate::env::{self, Stats};
+use crate::fixture::*;
+use crate::sys::Sock;
+use lbemu::packet::{Datagram, Family, Segment, Tcp};
+use lbemu::{Conn, Options, SERVER_V4};
+use std::io;
 use std::mem::size_of;
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::ops::Range;
 use std::os::fd::RawFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A measured figure against its goal.
 struct Row {
@@ -77,6 +81,13 @@ fn meminfo(field: &str) -> u64 {
 /// takes it from kmalloc: up to 4 MiB) and vmalloc (a larger bucket array).
 fn kernel_kib() -> u64 {
     meminfo("Slab:") + meminfo("VmallocUsed:")
+}
+
+/// Waits `time` for memory that earlier work freed late (RCU callbacks, deferred frees) to leave
+/// /proc/meminfo before [`kernel_kib`] reads it. A settling time for a measure, not a wait for state:
+/// when the last deferred free has run is not observable, so there is nothing to poll.
+fn settle(time: Duration) {
+    std::thread::sleep(time);
 }
 
 /// The server side. The LB emulator has one address and 40 000 source ports: each time its port
@@ -255,12 +266,11 @@ fn with_module(ctx: &mut Ctx, server: &mut Server, loaded: bool) -> TestResult {
 /// Kernel memory (KiB) that unloading and loading toa again gives back: slab + vmalloc before, minus
 /// after (the entries go, the sockets stay open, without entries; the table is freed and allocated again).
 fn reload_frees() -> Result<i64, String> {
-    // Let deferred work (RCU callbacks) finish.
-    std::thread::sleep(Duration::from_secs(3));
+    settle(Duration::from_secs(3));
     let before = kernel_kib();
     env::unload()?;
     env::load(&[])?;
-    std::thread::sleep(Duration::from_secs(3));
+    settle(Duration::from_secs(3));
     Ok(before as i64 - kernel_kib() as i64)
 }
 
@@ -270,10 +280,10 @@ fn table_cost() -> Result<(usize, i64), String> {
     let mut kib = [0i64; 3];
     for k in &mut kib {
         env::load(&["table_buckets=256"])?;
-        std::thread::sleep(Duration::from_secs(1));
+        settle(Duration::from_secs(1));
         let small = kernel_kib() as i64;
         env::load(&[])?;
-        std::thread::sleep(Duration::from_secs(1));
+        settle(Duration::from_secs(1));
         *k = kernel_kib() as i64 - small + 2;
     }
     kib.sort_unstable();
@@ -1258,10 +1268,10 @@ fn mapping_memory_row(ctx: &mut Ctx, tun: RawFd, rows: &mut Vec<Row>) -> TestRes
     let mut kib = [0i64; 3];
     for k in &mut kib {
         env::load(&["uoa_max_mappings=256"])?;
-        std::thread::sleep(Duration::from_secs(1));
+        settle(Duration::from_secs(1));
         let small = kernel_kib() as i64;
         env::load(&params)?;
-        std::thread::sleep(Duration::from_secs(1));
+        settle(Duration::from_secs(1));
         *k = kernel_kib() as i64 - small + 2;
     }
     kib.sort_unstable();
@@ -1275,7 +1285,7 @@ fn mapping_memory_row(ctx: &mut Ctx, tun: RawFd, rows: &mut Vec<Row>) -> TestRes
     let slab_kib0 = meminfo("Slab:");
     let took = fill(tun, &sock, &mut rx, &pk, 0..n)?;
     drop(sock);
-    std::thread::sleep(Duration::from_secs(3));
+    settle(Duration::from_secs(3)); // for the Slab cross-check below; the mappings are counted already
     let live = live_mappings()?;
     check!(live == n as i64, "{live} mappings after {n} flows");
     let (slabs, objects) = (slab_attr(cache, "slabs")?, slab_attr(cache, "objects")?);

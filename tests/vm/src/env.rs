@@ -45,6 +45,7 @@ pub fn unload() -> Result<(), String> {
             Ok(_) => return Ok(()),
             Err(e) => last = e,
         }
+        // The retry's period: rmmod itself observes whether the reference in flight is gone.
         std::thread::sleep(Duration::from_millis(100));
     }
     Err(last)
@@ -155,6 +156,7 @@ pub fn wait_all_freed() -> Result<(), String> {
                 "ip6_address_alloc {a} != ip6_address_free {f} 10 s after every connection closed"
             ));
         }
+        // The poll's period: the counters are read again after it, until the deadline.
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -230,29 +232,56 @@ pub fn poll<T>(
         if Instant::now() > deadline {
             return Err(format!("{what}: not within {} s", timeout.as_secs_f64()));
         }
+        // The poll's period: the state is observed again after it, until the deadline.
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-/// Waits until a TCP socket listens on `port` (`/proc/net/tcp` or `tcp6`, state `0A`): a server started
-/// as another process is ready for connections then, not after some sleep.
+/// `TCP_LISTEN`, a listener's state in [`TcpSocket::state`].
+pub const TCP_LISTEN: u8 = 0x0A;
+
+/// A TCP socket as `/proc/net/tcp` and `/proc/net/tcp6` list it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpSocket {
+    /// The `st` column: [`TCP_LISTEN`], 0x01 established, 0x03 a request (SYN_RECV), ...
+    pub state: u8,
+    /// The `rx_queue` column; for a listener, how many connections wait in its accept queue.
+    pub rx_queue: u32,
+}
+
+/// The TCP sockets on local port `port`, IPv4 and IPv6: a listener, its connections and its requests.
+/// A socket the kernel has closed (a reset one, say) is not listed: it left the hash tables.
+pub fn tcp_sockets(port: u16) -> Result<Vec<TcpSocket>, String> {
+    let local = format!(":{port:04X}");
+    let mut socks = Vec::new();
+    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?;
+        for l in text.lines().skip(1) {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            if cols.len() < 5 || !cols[1].ends_with(&local) {
+                continue;
+            }
+            let hex = |c: &str| u32::from_str_radix(c, 16).ok();
+            let state = hex(cols[3]).and_then(|s| u8::try_from(s).ok());
+            let rx_queue = cols[4].split_once(':').and_then(|(_, rx)| hex(rx));
+            match (state, rx_queue) {
+                (Some(state), Some(rx_queue)) => socks.push(TcpSocket { state, rx_queue }),
+                _ => return Err(format!("{f}: line {l:?}")),
+            }
+        }
+    }
+    Ok(socks)
+}
+
+/// Waits until a TCP socket listens on `port`: a server started as another process is ready for
+/// connections then, not after some sleep.
 pub fn wait_listening(port: u16) -> Result<(), String> {
-    let local = format!(":{port:04X} ");
     poll(
         Duration::from_secs(10),
         &format!("a listener on port {port}"),
         || {
-            let listening = ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
-                std::fs::read_to_string(f).is_ok_and(|t| {
-                    t.lines().skip(1).any(|l| {
-                        let cols: Vec<&str> = l.split_whitespace().collect();
-                        cols.len() > 3
-                            && format!("{} ", cols[1]).ends_with(&local)
-                            && cols[3] == "0A"
-                    })
-                })
-            });
-            Ok(listening.then_some(()))
+            let socks = tcp_sockets(port)?;
+            Ok(socks.iter().any(|s| s.state == TCP_LISTEN).then_some(()))
         },
     )
 }

@@ -1,12 +1,18 @@
 //! Reliability tests: adversarial option bytes on many connections, and module unload/reload while
 //! connections are accepted, queried and closed.
 
-use super::*;
+use crate::env::{self, delta, Stats};
+use crate::fixture::*;
+use crate::sys::Sock;
+use lbemu::packet::Family;
+use lbemu::{Conn, Options, LB_V4};
 use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use toa_wire::{scan_ip_header, scan_tcp_header, Scan, Toa};
 
 /// SplitMix64: a small, seedable, reproducible generator (the seed is printed on every run).
@@ -515,6 +521,7 @@ pub(crate) fn unload_under_load(ctx: &mut Ctx) -> TestResult {
                     };
                     i += 1;
                     let Some((id, v6, sock)) = pick else {
+                        // A poll's period: the list is looked at again, until `stop`.
                         std::thread::sleep(Duration::from_millis(5));
                         continue;
                     };
@@ -556,6 +563,7 @@ pub(crate) fn unload_under_load(ctx: &mut Ctx) -> TestResult {
                 fail(format!("reload cycle {cycle}: {e}"));
                 break;
             }
+            // Pacing, not a wait for state: the loaded module meets connections and queries each cycle.
             std::thread::sleep(Duration::from_millis(20));
         }
         stop.store(true, Ordering::Relaxed);

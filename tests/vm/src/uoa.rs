@@ -4,15 +4,19 @@
 //! itself, never dropped and never changed, and the answers of getsockopt 2048 (v0) and 2049 (v1)) and
 //! what /proc/net/toa_stats and /proc/net/uoa_table report.
 
-use super::*;
+use crate::env::{self, delta, Stats};
+use crate::fixture::*;
 use crate::stress::{self, Rng};
-use lbemu::packet::Datagram;
+use crate::sys::Sock;
+use lbemu::packet::{Datagram, Family};
+use lbemu::{Lb, Options, LB_V4, LB_V6, SERVER_V4, SERVER_V6};
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use toa_wire::{scan_udp_ipv4, scan_udp_ipv6, Scan};
 
 /// `UOA_SO_GET_LOOKUP` (v0, `struct uoa_param_map`) of include/uoa.h, level IPPROTO_IP.
@@ -1183,7 +1187,9 @@ pub(crate) fn uoa_expiry(ctx: &mut Ctx) -> TestResult {
                 &flows[1].1,
                 "the flow kept by lookups",
             )?;
-            std::thread::sleep(Duration::from_millis(250)); // pacing, well under the timeout
+            // Pacing, not a wait for state: the flows stay active, 250 ms apart, across several 2 s
+            // timeouts (what the test is about).
+            std::thread::sleep(Duration::from_millis(250));
             Ok(())
         };
         let expired = || -> Result<(i64, i64), String> {
