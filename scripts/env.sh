@@ -11,6 +11,9 @@ KRUSTC=/usr/bin/rustc
 LLVM_BIN=/usr/lib/llvm-19/bin
 export PATH="$LLVM_BIN:$TOA_CACHE/cargo/bin:$TOA_CACHE/venv/bin:$PATH"
 export LIBCLANG_PATH=/usr/lib/llvm-19/lib
+# What, in a kernel log, is a problem (extended regex): vm-run.sh fails a run on any of these, and
+# vm-inner.sh checks the boot for them before loading toa.
+TOA_KERNEL_PROBLEMS='BUG:|WARNING:|Oops|KASAN|UBSAN|general protection|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|sleeping function called|scheduling while atomic|Call Trace|unreferenced object|suspected memory leak|rust_panic|panicked at|kernel BUG'
 
 # Everything a VM run of the test programs needs, for kernel variant $1 (plain|debug): the toolchain,
 # the kernel, toa.ko built against it and the test programs. Sets `kdir` and `ko`.

@@ -3,7 +3,19 @@
 ko=$1 params=$2
 shift 2
 export TOA_KO=$ko
+# shellcheck source=scripts/env.sh
+. "$(dirname "$0")/env.sh"
 dmesg -n 1 # keep kernel messages off the console: the log is printed, and scanned, at the end
+# A kernel that reported a problem while booting, before toa exists, cannot give a clean log, and a
+# KASAN report also turns lockdep off for the rest of the run: say so, and let vm-run.sh boot again.
+# (Seen under TCG on a loaded host: an early interrupt during identify_cpu, KASAN wild-memory-access
+# in handle_edge_irq, about one boot in five.)
+if dmesg | grep -qE "$TOA_KERNEL_PROBLEMS"; then
+	echo "=== toa boot problem begin ==="
+	dmesg
+	echo "=== toa boot problem end ==="
+	exit 75
+fi
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug 2>/dev/null
 kml=/sys/kernel/debug/kmemleak
 # Objects allocated before the module loads are not the module's business.

@@ -82,9 +82,18 @@ cmd=$(printf '%q ' "$here/vm-inner.sh" "$vm_ko" "$params" env "TOA_VM_CLOCK=$clo
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-# No stdin: vng must not wait on a terminal (CI runs without one).
-timeout "${TOA_VM_TIMEOUT:-3000}" "$VNG" "${vng_common[@]}" "${kvm_flag[@]}" --exec "$cmd" </dev/null 2>&1 | tee "$log"
-rc=${PIPESTATUS[0]}
+for boot in 1 2 3; do
+	# No stdin: vng must not wait on a terminal (CI runs without one).
+	timeout "${TOA_VM_TIMEOUT:-3000}" "$VNG" "${vng_common[@]}" "${kvm_flag[@]}" --exec "$cmd" </dev/null 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	# The kernel reported a problem while booting, before the command or toa ran (vm-inner.sh): the
+	# VM boots again, at most three times in all.
+	if ! grep -q '^=== toa boot problem begin' "$log"; then
+		break
+	fi
+	echo "vm-run: boot $boot: the kernel reported a problem before toa was loaded; booting again:" >&2
+	sed -n '/^=== toa boot problem begin/,/^=== toa boot problem end/p' "$log" | grep -E "$TOA_KERNEL_PROBLEMS" >&2
+done
 set -e
 
 if ! grep -q '^=== toa dmesg begin' "$log"; then
@@ -103,7 +112,7 @@ if grep -q '^CONFIG_KASAN=y' "$kdir/.config"; then
 	done
 fi
 reports=$(sed -n '/^=== toa dmesg begin/,/^=== toa dmesg end/p' "$log" |
-	grep -E 'BUG:|WARNING:|Oops|KASAN|UBSAN|general protection|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|sleeping function called|scheduling while atomic|Call Trace|unreferenced object|suspected memory leak|rust_panic|panicked at|kernel BUG' || true)
+	grep -E "$TOA_KERNEL_PROBLEMS" || true)
 if [ -n "$reports" ]; then
 	echo "vm-run: the kernel reported problems:" >&2
 	echo "$reports" >&2
