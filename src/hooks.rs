@@ -154,7 +154,7 @@ unsafe fn syn_recv_sock_ret(ri: *mut KretprobeInstance, regs: *mut PtRegs) {
     };
     stats::inc(child, Counter::SynRecvSockToa);
     // SAFETY: `child` is the new socket, locked and referenced by the caller.
-    if unsafe { store::insert(child, &toa) }.is_ok() {
+    if store::insert(unsafe { crate::sys::sock::Sock::from_raw(child) }, &toa).is_ok() {
         toa_debug!(
             "TOA {:?}: client {} stored for sk {:p}\n",
             toa.origin,
@@ -358,7 +358,7 @@ unsafe extern "C" fn toa_getname_entry(ri: *mut KretprobeInstance, regs: *mut Pt
             return 1;
         }
         let sk = ffi::toa_socket_sk(arg(regs, 0) as *const Socket);
-        let Some(toa) = store::lookup(sk) else {
+        let Some(toa) = store::lookup(crate::sys::sock::Sock::from_raw(sk)) else {
             return 1;
         };
         let Some(ep) = (if peer { Some(toa.client) } else { toa.vip }) else {
@@ -526,8 +526,9 @@ unsafe extern "C" fn toa_sock_destruct_ftrace(
     // most sockets have no entry, and a lockless look is cheaper than the bucket lock.
     unsafe {
         let sk = ffi::toa_fregs_arg(fregs, 0) as *const Sock;
-        if store::contains(sk) {
-            store::remove(sk);
+        let sock = crate::sys::sock::Sock::from_raw(sk);
+        if store::contains(sock) {
+            store::remove(sock);
         }
         ffi::toa_ftrace_recursion_unlock(bit);
     }

@@ -38,7 +38,9 @@ fn lookup(sk: *const Sock) -> core::result::Result<[u8; TOA_NAT64_PEER_LEN], u32
         return Err(bindings::ENOTCONN);
     }
     // SAFETY: as above.
-    let Some(client) = (unsafe { store::lookup(sk) }).map(|t| t.client) else {
+    let Some(client) =
+        store::lookup(unsafe { crate::sys::sock::Sock::from_raw(sk) }).map(|t| t.client)
+    else {
         stats::inc(sk, Counter::GetnameToaEmpty);
         return Err(bindings::ENOENT);
     };

@@ -8,6 +8,11 @@
 //!
 //! [`Opaque`]: kernel::types::Opaque
 
+pub(crate) mod hash;
 pub(crate) mod net;
 pub(crate) mod skb;
+pub(crate) mod slab;
 pub(crate) mod sock;
+pub(crate) mod sync;
+pub(crate) mod work;
+pub(crate) mod xarray;

@@ -111,7 +111,8 @@ fn handle(net: *const Net, packet: &[u8], d: Option<UdpDatagram>) {
                 client: toa.client,
                 vip: toa.vip,
             };
-            match flows::update(net, &key, &m) {
+            // SAFETY: `net` is the namespace of the packet being delivered (every caller's).
+            match flows::update(unsafe { crate::sys::net::Net::from_raw(net) }, &key, &m) {
                 Ok(()) => stats::inc_net(net, Counter::UoaOptionFound),
                 Err(NotStored::Full) => stats::inc_net(net, Counter::UoaMapFull),
                 Err(NotStored::NoMemory) => stats::inc_net(net, Counter::StoreInsertFailed),
@@ -127,6 +128,8 @@ fn handle(net: *const Net, packet: &[u8], d: Option<UdpDatagram>) {
 
 /// Restarts the idle time of the flow's mapping, if the namespace has any mapping.
 fn refresh(net: *const Net, key: &FlowKey) {
+    // SAFETY: `net` is the namespace of the packet being delivered (every caller's).
+    let net = unsafe { crate::sys::net::Net::from_raw(net) };
     if !flows::net_is_empty(net) {
         flows::lookup(net, key, true);
     }
@@ -153,7 +156,8 @@ unsafe extern "C" fn toa_uoa_hook_v4(
     }
     // SAFETY: netfilter's state for this packet.
     let net = unsafe { ffi::toa_nf_state_net(state) };
-    if h[0] & 0x0f == 5 && flows::net_is_empty(net) {
+    // SAFETY: as above; the packet's namespace outlives the hook's call.
+    if h[0] & 0x0f == 5 && flows::net_is_empty(unsafe { crate::sys::net::Net::from_raw(net) }) {
         return NF_ACCEPT;
     }
     let mut buf = MaybeUninit::uninit();
@@ -186,7 +190,8 @@ unsafe extern "C" fn toa_uoa_hook_v6(
     }
     // SAFETY: netfilter's state for this packet.
     let net = unsafe { ffi::toa_nf_state_net(state) };
-    if next == IPPROTO_UDP && flows::net_is_empty(net) {
+    // SAFETY: as above; the packet's namespace outlives the hook's call.
+    if next == IPPROTO_UDP && flows::net_is_empty(unsafe { crate::sys::net::Net::from_raw(net) }) {
         return NF_ACCEPT;
     }
     let mut buf = MaybeUninit::uninit();
@@ -210,7 +215,8 @@ unsafe extern "C" fn toa_uoa_hook_v6(
 /// Only called by the pernet core, for a namespace being set up (or every existing one at registration).
 #[no_mangle]
 unsafe extern "C" fn toa_uoa_net_init(net: *mut Net) -> c_int {
-    let inum = flows::inum_of(net);
+    // SAFETY: the namespace being set up, alive until its exit.
+    let inum = flows::inum_of(unsafe { crate::sys::net::Net::from_raw(net) });
     // SAFETY: the shim's xarray; `net` lives until its exit removes it.
     let ret = unsafe { ffi::toa_uoa_nets_store(inum.into(), net) };
     if ret < 0 {
@@ -255,8 +261,10 @@ unsafe extern "C" fn toa_uoa_net_pre_exit(net: *mut Net) {
 #[no_mangle]
 unsafe extern "C" fn toa_uoa_net_exit(net: *mut Net) {
     super::procfs::remove(net);
-    flows::flush_net(net);
-    let inum = flows::inum_of(net);
+    // SAFETY: the namespace being torn down, alive until this returns.
+    let sys_net = unsafe { crate::sys::net::Net::from_raw(net) };
+    flows::flush_net(sys_net);
+    let inum = flows::inum_of(sys_net);
     // SAFETY: the shim's static mutex and xarray.
     unsafe {
         ffi::toa_mutex_lock(core::ptr::addr_of_mut!(ffi::toa_uoa_nets_mutex));

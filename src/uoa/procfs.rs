@@ -49,7 +49,10 @@ unsafe fn walker<'a>(seq: *mut SeqFile) -> (&'a mut Walker, u32) {
     // `start` at position 0 or a walk from the start has set it.
     unsafe {
         let w = &mut *ffi::toa_uoa_walker(seq).cast::<Walker>();
-        (w, flows::inum_of(ffi::toa_seq_file_net(seq)))
+        (
+            w,
+            flows::inum_of(crate::sys::net::Net::from_raw(ffi::toa_seq_file_net(seq))),
+        )
     }
 }
 

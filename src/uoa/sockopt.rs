@@ -121,7 +121,7 @@ fn answer(sk: *const Sock, v1: bool, q: &mut [u8]) -> core::result::Result<(), u
         return Err(bindings::EACCES);
     }
     // SAFETY: as above.
-    let net = unsafe { ffi::toa_sk_net(sk) };
+    let net = unsafe { crate::sys::net::Net::from_raw(ffi::toa_sk_net(sk)) };
     let Some(Mapping { client, vip }) = flows::lookup(net, &flow, true) else {
         stats::inc(sk, Counter::UoaLookupMissed);
         return Err(bindings::ENOENT);
