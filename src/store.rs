@@ -215,7 +215,9 @@ impl Link {
     #[inline(always)]
     fn entry(self) -> Option<NonNull<Entry>> {
         if self.0 & 1 == 0 {
-            NonNull::new(self.0 as *mut Entry)
+            // SAFETY: an even link is the address of an entry (links are only made by `nulls` and `to`),
+            // never null.
+            Some(unsafe { NonNull::new_unchecked(self.0 as *mut Entry) })
         } else {
             None
         }
@@ -299,7 +301,6 @@ impl Table {
 
     /// The bucket of `sk` and its head: `hash_ptr()` of its address (a multiplication by the 64-bit
     /// golden ratio, as `include/linux/hash.h`). Socket addresses are not chosen by peers.
-    #[inline(always)]
     fn bucket_of(&self, sk: &Sock) -> (u32, &AtomicUsize) {
         const GOLDEN_RATIO_64: u64 = 0x61C8_8646_80B5_83EB;
         // `bits` is in 8..=24: the shift neither overflows nor loses the result.
@@ -316,7 +317,6 @@ impl Table {
 
     /// A new entry holding `data` (and `vip`, which it has exactly when `data.flags` has `FLAG_HAS_VIP`)
     /// for `sk`, not linked yet: allocated with `GFP_ATOMIC` (any context but NMI).
-    #[inline(always)]
     fn new_entry(
         &self,
         sk: &Sock,
@@ -380,7 +380,6 @@ pub(crate) struct BucketGuard(sync::BucketGuard<'static>);
 
 impl BucketGuard {
     /// Takes the lock of bucket `b` (below [`buckets`]).
-    #[inline(always)]
     pub(crate) fn lock(b: u32) -> Self {
         BucketGuard(table().locks.lock(b))
     }
@@ -466,7 +465,6 @@ impl Drop for Store {
 /// # Safety
 ///
 /// `head` is the head of `sk`'s bucket, whose lock `guard` holds.
-#[inline(always)]
 unsafe fn unlink(guard: &BucketGuard, head: &AtomicUsize, sk: &Sock) -> Option<NonNull<Entry>> {
     let mut prev: &AtomicUsize = head;
     loop {

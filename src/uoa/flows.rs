@@ -229,7 +229,9 @@ impl Link {
     #[inline(always)]
     fn entry(self) -> Option<NonNull<Flow>> {
         if self.0 & 1 == 0 {
-            NonNull::new(self.0 as *mut Flow)
+            // SAFETY: an even link is the address of a mapping (links are only made by `nulls` and `to`),
+            // never null.
+            Some(unsafe { NonNull::new_unchecked(self.0 as *mut Flow) })
         } else {
             None
         }
@@ -297,13 +299,11 @@ fn mappings_of(net: &Net) -> &AtomicIsize {
 
 /// Whether namespace `net` has no mapping: the receive path's test before it looks up datagrams
 /// without an option.
-#[inline(always)]
 pub(crate) fn net_is_empty(net: &Net) -> bool {
     mappings_of(net).load(Ordering::Relaxed) <= 0
 }
 
 /// The namespace number recorded in `net`'s mappings.
-#[inline(always)]
 pub(crate) fn inum_of(net: &Net) -> u32 {
     net.inum()
 }
@@ -335,7 +335,6 @@ impl Table {
     }
 
     /// The bucket of a flow (`inum`, load balancer address and port, local port), and its head.
-    #[inline(always)]
     fn bucket_of(&self, inum: u32, key: &FlowKey) -> (u32, &AtomicUsize) {
         let mut w = [0u32; 6];
         w[0] = inum;
@@ -538,7 +537,6 @@ pub(crate) fn update(net: &Net, key: &FlowKey, m: &Mapping) -> core::result::Res
 
 /// The live mapping of flow `key` in namespace `net` (a zero local address matches any), restarting its
 /// idle time when `refresh`. Lockless: safe in softirq and process context.
-#[inline(always)]
 pub(crate) fn lookup(net: &Net, key: &FlowKey, refresh: bool) -> Option<Mapping> {
     let t = table()?;
     let inum = inum_of(net);
