@@ -25,7 +25,7 @@
 //! in an entry, and readers never trust what they read without checking it: an entry's socket pointer is
 //! null while the object is free and is published last when it is reused (after its data, with a write
 //! barrier); a reader reads the pointer, copies the data, and reads the pointer again
-//! ([`Entry::snapshot`]), as a seqcount reader does. A reader may also be carried to another chain by an
+//! ([`Entry::copy`]), as a seqcount reader does. A reader may also be carried to another chain by an
 //! entry that was freed and reused under it: it then ends on another bucket's nulls marker and starts
 //! over, as `__inet_lookup_established` does.
 //!
@@ -34,6 +34,15 @@
 //! identity: a later socket at the same address gets it only if it also has the same two ports.
 //!
 //! Every entry allocated counts `ip6_address_alloc`, every entry freed `ip6_address_free`.
+//!
+//! The kernel objects come typed from `src/sys`: the caches ([`TypesafeCache`]), the bucket locks
+//! ([`BucketLocks`]), the RCU read-side sections ([`RcuReadGuard`]) and the racy copies ([`RacyCell`]); the
+//! bucket array is a [`KVVec`] (one `kvmalloc`). The public API ([`insert`], [`lookup`], [`contains`],
+//! [`remove`]) takes a [`Sock`] and is safe. What `unsafe` is left cannot be typed away: turning a chain
+//! link into a reference ([`rcu_entry`], [`locked_entry`]: the lifetime is the RCU section's or the bucket
+//! lock's, which the types cannot see), freeing an unlinked entry, the table published for the hooks
+//! ([`Published`]), the module parameter, and the raw-pointer API that `/proc/net/toa_table`
+//! (`src/procfs.rs`) still uses ([`LockedChain`], [`Entry::snapshot`], [`Entry::sk_of`]).
 
 use crate::ffi;
 use crate::stats::{self, Counter};

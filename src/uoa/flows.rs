@@ -33,6 +33,14 @@
 //! Bound: each namespace holds at most `uoa_max_mappings`. A new flow's option beyond that is not stored
 //! (`uoa_map_full`): mappings already there are kept, updated and refreshed, so a burst of new flows
 //! cannot push established ones out.
+//!
+//! The kernel objects come typed from `src/sys`: the cache ([`TypesafeCache`]), the bucket locks
+//! ([`BucketLocks`]), the RCU read-side sections ([`RcuReadGuard`]), the racy copies ([`RacyCell`]), the
+//! sweeper's work ([`DelayedWork`], [`Scheduled`]) and the namespace index ([`UoaNets`]). The public API
+//! takes a [`Net`] and is safe. What `unsafe` is left cannot be typed away: turning a chain link into a
+//! reference ([`rcu_flow`], [`locked_flow`]: the lifetime is the RCU section's or the bucket lock's, which
+//! the types cannot see), freeing an unlinked mapping, the table published for the hooks, the
+//! namespace's mapping count (a slot of the per-namespace state), and the sweeper's requeue.
 
 use super::Config;
 use crate::stats::{self, Counter};
