@@ -107,8 +107,8 @@ impl Drop for BucketLocks {
 /// A bucket lock held with BHs off ([`BucketLocks::lock`]), released when dropped.
 /// `Option<BucketGuard>` is one pointer, null for `None`.
 ///
-/// Holding it also keeps the CPU in an RCU read-side section (BHs are off), though the tables do not
-/// rely on that.
+/// Holding it also keeps the CPU in an RCU read-side section (BHs are off): the tables rely on that only
+/// for an object they unlink and free while holding the lock (it stays of its type until released).
 #[repr(transparent)]
 pub(crate) struct BucketGuard<'a>(NonNull<ffi::SpinLock>, PhantomData<&'a BucketLocks>);
 
