@@ -149,8 +149,6 @@ extern "C" {
     // ---- store
     pub(crate) static mut toa_param_table_buckets: c_uint;
     pub(crate) fn toa_tcp_ehash_size() -> c_uint;
-    pub(crate) fn toa_kvmalloc_array(n: usize, size: usize) -> *mut c_void;
-    pub(crate) fn kvfree(ptr: *const c_void);
     pub(crate) fn toa_alloc_bucket_locks(
         locks: *mut *mut SpinLock,
         mask: *mut c_uint,

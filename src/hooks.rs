@@ -89,17 +89,16 @@ fn syn_recv_sock_ret(call: &KretprobeCall, d: SynRecvCall) {
     if child.is_null() || d.own_req.is_null() || !unsafe { d.own_req.read() } {
         return;
     }
-    // SAFETY (cannot be avoided: the probed function's arguments and return value are untyped
-    // registers): `child` is the new socket, locked and referenced by the caller; `skb` is the packet in
+    // SAFETY: cannot be avoided, the probed function's arguments and return value are untyped
+    // registers: `child` is the new socket, locked and referenced by the caller; `skb` is the packet in
     // TCP's receive path that created it, held by the caller.
     let (child, skb) = unsafe { (Sock::from_raw(child), SkBuff::from_raw(d.skb).as_tcp()) };
     let Some(toa) = find_toa(skb, child) else {
-        stats::inc(child.as_ptr(), Counter::SynRecvSockNoToa);
+        stats::inc(child, Counter::SynRecvSockNoToa);
         return;
     };
-    stats::inc(child.as_ptr(), Counter::SynRecvSockToa);
-    // SAFETY: `child` is the new socket, locked and referenced by the caller.
-    if unsafe { store::insert(child.as_ptr(), &toa) }.is_ok() {
+    stats::inc(child, Counter::SynRecvSockToa);
+    if store::insert(child, &toa).is_ok() {
         toa_debug!(
             "TOA {:?}: client {} stored for sk {:p}\n",
             toa.origin,
@@ -175,7 +174,7 @@ fn find_toa(skb: &TcpSkBuff, child: &Sock) -> Option<Toa> {
     let ip_header = skb.ip_header();
     let toa = ip_or_tcp_toa(skb, child, ip_header)?;
     if !trusted(ip_header) {
-        stats::inc(child.as_ptr(), Counter::UntrustedSource);
+        stats::inc(child, Counter::UntrustedSource);
         toa_debug!(
             "TOA from an untrusted source ignored for sk {:p}\n",
             child.as_ptr()
@@ -189,11 +188,11 @@ fn find_toa(skb: &TcpSkBuff, child: &Sock) -> Option<Toa> {
 fn ip_or_tcp_toa(skb: &TcpSkBuff, child: &Sock, ip_header: &[u8]) -> Option<Toa> {
     match wire::scan_ip_header(ip_header) {
         Scan::Found(toa) => {
-            stats::inc(child.as_ptr(), Counter::IpOptionToa);
+            stats::inc(child, Counter::IpOptionToa);
             return Some(toa);
         }
         Scan::Malformed(why) => {
-            stats::inc(child.as_ptr(), Counter::IpOptionMalformed);
+            stats::inc(child, Counter::IpOptionMalformed);
             toa_debug!(
                 "malformed IP options ({:?}) ignored for sk {:p}\n",
                 why,
@@ -206,7 +205,7 @@ fn ip_or_tcp_toa(skb: &TcpSkBuff, child: &Sock, ip_header: &[u8]) -> Option<Toa>
         Scan::Found(toa) => Some(toa),
         Scan::NoToa => None,
         Scan::Malformed(why) => {
-            stats::inc(child.as_ptr(), Counter::TcpOptionMalformed);
+            stats::inc(child, Counter::TcpOptionMalformed);
             toa_debug!(
                 "malformed TCP options ({:?}) ignored for sk {:p}\n",
                 why,
@@ -248,15 +247,14 @@ fn getname_entry(call: &KretprobeCall) -> c_int {
     if !peer && !params::getsockname_vip() {
         return 1;
     }
-    // SAFETY (cannot be avoided: an untyped register): the first argument, the `struct socket` the
+    // SAFETY: cannot be avoided, an untyped register: the first argument, the `struct socket` the
     // caller holds a reference to for the whole call.
     let sock = unsafe { Socket::from_raw(call.arg(0) as *const ffi::Socket) };
     let Some(sk) = sock.sk() else {
         return 1;
     };
-    // SAFETY: `sk` is live for the call; `lookup` is safe in a breakpoint's context (RCU and plain
-    // loads only).
-    let Some(toa) = (unsafe { store::lookup(sk.as_ptr()) }) else {
+    // `lookup` is safe in a breakpoint's context (RCU and plain loads only).
+    let Some(toa) = store::lookup(sk) else {
         return 1;
     };
     let Some(ep) = (if peer { Some(toa.client) } else { toa.vip }) else {
@@ -354,7 +352,7 @@ fn getname_ret(call: &KretprobeCall) -> c_int {
     // SAFETY: `uaddr` is the call's buffer, just filled by the probed function; `call` is its return.
     if unsafe { rewrite(d.uaddr, sk.family(), &d.ep, call) } {
         if d.peer {
-            stats::inc(sk.as_ptr(), Counter::GetnameToaOk);
+            stats::inc(sk, Counter::GetnameToaOk);
         }
         toa_debug!(
             "{} on sk {:p}: {}\n",
@@ -384,14 +382,11 @@ fn destruct_was_missed() {
 /// `sk` is being destroyed (no one can look it up any more); its memory is freed only after
 /// `inet_sock_destruct` returns. Runs in the context of the destruction (process or softirq).
 fn sock_destruct(call: &FtraceCall) {
-    // SAFETY (cannot be avoided: an untyped register): the first argument of `inet_sock_destruct(sk)`,
+    // SAFETY: cannot be avoided, an untyped register: the first argument of `inet_sock_destruct(sk)`,
     // whose memory is live until it returns.
     let sk = unsafe { Sock::from_raw(call.arg(0) as *const ffi::Sock) };
     // `contains` first: most sockets have no entry, and a lockless look is cheaper than the bucket lock.
-    // SAFETY: as above.
-    unsafe {
-        if store::contains(sk.as_ptr()) {
-            store::remove(sk.as_ptr());
-        }
+    if store::contains(sk) {
+        store::remove(sk);
     }
 }

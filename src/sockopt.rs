@@ -37,13 +37,12 @@ fn lookup(sk: &Sock) -> core::result::Result<[u8; TOA_NAT64_PEER_LEN], u32> {
     if matches!(sk.state(), TCP_LISTEN | TCP_CLOSE | TCP_SYN_SENT) {
         return Err(bindings::ENOTCONN);
     }
-    // SAFETY: `sk` is the caller's socket, referenced by its file for the whole syscall.
-    let Some(client) = (unsafe { store::lookup(sk.as_ptr()) }).map(|t| t.client) else {
-        stats::inc(sk.as_ptr(), Counter::GetnameToaEmpty);
+    let Some(client) = store::lookup(sk).map(|t| t.client) else {
+        stats::inc(sk, Counter::GetnameToaEmpty);
         return Err(bindings::ENOENT);
     };
     let Addr::V6(addr) = client.addr else {
-        stats::inc(sk.as_ptr(), Counter::GetnameToaMismatch);
+        stats::inc(sk, Counter::GetnameToaMismatch);
         return Err(bindings::EAFNOSUPPORT);
     };
     let mut peer = [0u8; TOA_NAT64_PEER_LEN];
@@ -74,7 +73,7 @@ fn get(mut call: GetsockoptCall<'_>) -> c_int {
         return EFAULT.to_errno();
     }
     call.len.set(TOA_NAT64_PEER_LEN as c_int);
-    stats::inc(call.sk.as_ptr(), Counter::GetnameToaOk);
+    stats::inc(call.sk, Counter::GetnameToaOk);
     0
 }
 

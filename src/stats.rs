@@ -135,83 +135,15 @@ fn counters(net: &Net) -> NetCounters<'_, Counter> {
 
 /// Counts one event on the current CPU, in the namespace of `sk` (a [`Sock`]).
 #[inline]
-pub(crate) fn inc(sk: impl CountedSock, c: Counter) {
-    counters(sk.sock().net()).inc(c)
+pub(crate) fn inc(sk: &Sock, c: Counter) {
+    counters(sk.net()).inc(c)
 }
 
 /// Counts one event on the current CPU, in namespace `net` (a [`Net`]: the caller's packet's,
 /// socket's, or one the UOA sweeper holds).
 #[inline]
-pub(crate) fn inc_net(net: impl CountedNet, c: Counter) {
-    counters(net.net()).inc(c)
-}
-
-/// A socket to count in: `&Sock`.
-///
-/// TEMPORARY (for the lead to remove at merge): also implemented for the raw `*const`/`*mut
-/// ffi::Sock` the callers not converted to [`Sock`] yet pass, so that `stats::inc(sk, ...)` compiles
-/// unchanged on either side of the merge. Once every caller passes a `&Sock`, `inc` takes `sk: &Sock`
-/// and this trait goes.
-pub(crate) trait CountedSock {
-    /// The socket.
-    fn sock(&self) -> &Sock;
-}
-
-impl CountedSock for &Sock {
-    #[inline(always)]
-    fn sock(&self) -> &Sock {
-        self
-    }
-}
-
-impl CountedSock for *const ffi::Sock {
-    #[inline(always)]
-    fn sock(&self) -> &Sock {
-        // SAFETY: TEMPORARY, the contract `inc` had before `Sock`: the caller holds the socket (or is
-        // destroying it), so it is allocated while it is counted in.
-        unsafe { Sock::from_raw(*self) }
-    }
-}
-
-impl CountedSock for *mut ffi::Sock {
-    #[inline(always)]
-    fn sock(&self) -> &Sock {
-        // SAFETY: as for `*const ffi::Sock`.
-        unsafe { Sock::from_raw(*self) }
-    }
-}
-
-/// A namespace to count in: `&Net`.
-///
-/// TEMPORARY (for the lead to remove at merge), as [`CountedSock`]: also implemented for the raw
-/// `*const`/`*mut ffi::Net` of the callers not converted to [`Net`] yet.
-pub(crate) trait CountedNet {
-    /// The namespace.
-    fn net(&self) -> &Net;
-}
-
-impl CountedNet for &Net {
-    #[inline(always)]
-    fn net(&self) -> &Net {
-        self
-    }
-}
-
-impl CountedNet for *const ffi::Net {
-    #[inline(always)]
-    fn net(&self) -> &Net {
-        // SAFETY: TEMPORARY, the contract `inc_net` had before `Net`: a live namespace (the caller's
-        // packet's, socket's, or one the UOA sweeper holds).
-        unsafe { Net::from_raw(*self) }
-    }
-}
-
-impl CountedNet for *mut ffi::Net {
-    #[inline(always)]
-    fn net(&self) -> &Net {
-        // SAFETY: as for `*const ffi::Net`.
-        unsafe { Net::from_raw(*self) }
-    }
+pub(crate) fn inc_net(net: &Net, c: Counter) {
+    counters(net).inc(c)
 }
 
 /// Calls `f` with `net`'s counters, `None` once the namespace's are retired (it is going away); `f`

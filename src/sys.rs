@@ -8,6 +8,7 @@
 //!
 //! [`Opaque`]: kernel::types::Opaque
 
+pub(crate) mod hash;
 pub(crate) mod net;
 pub(crate) mod netfilter;
 pub(crate) mod params;
@@ -16,5 +17,9 @@ pub(crate) mod pernet;
 pub(crate) mod probes;
 pub(crate) mod proc;
 pub(crate) mod skb;
+pub(crate) mod slab;
 pub(crate) mod sock;
+pub(crate) mod sync;
 pub(crate) mod task;
+pub(crate) mod work;
+pub(crate) mod xarray;

@@ -184,7 +184,6 @@ MODULE_PARM_DESC(table_buckets,
 
 /* TCP's established hash table (of the initial namespace: the one sized at boot, thash_entries). */
 unsigned int toa_tcp_ehash_size(void) { return init_net.ipv4.tcp_death_row.hashinfo->ehash_mask + 1; }
-void *toa_kvmalloc_array(size_t n, size_t size) { return kvmalloc_array(n, size, GFP_KERNEL); }
 /* Locks for the buckets, as TCP's ehash_locks: 32 per possible CPU, bucket b takes lock b & mask. */
 int toa_alloc_bucket_locks(spinlock_t **locks, unsigned int *mask, unsigned int buckets)
 {

@@ -103,7 +103,6 @@ bool toa_in_compat_syscall(void);
 long toa_syscall_nr(void);
 void toa_syscall_args(unsigned long args[6]);
 unsigned int toa_tcp_ehash_size(void);
-void *toa_kvmalloc_array(size_t n, size_t size);
 int toa_alloc_bucket_locks(spinlock_t **locks, unsigned int *mask, unsigned int buckets);
 spinlock_t *toa_bucket_lock(spinlock_t *locks, unsigned int i);
 void toa_spin_lock_bh(spinlock_t *lock);

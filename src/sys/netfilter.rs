@@ -127,10 +127,10 @@ macro_rules! getsockopt_handler {
             user: *mut core::ffi::c_void,
             len: *mut core::ffi::c_int,
         ) -> core::ffi::c_int {
+            use $crate::sys::netfilter::GetsockoptCall;
             // SAFETY: `nf_getsockopt`'s arguments: the caller's socket, referenced by its file for the
             // whole call, and the kernel copy of its length.
-            let call =
-                unsafe { $crate::sys::netfilter::GetsockoptCall::new(sk, optname, user, len) };
+            let call = unsafe { GetsockoptCall::new(sk, optname, user, len) };
             $f(call)
         }
     };

@@ -70,10 +70,10 @@ impl Kretprobe {
 
     /// Calls the probe missed so far: no free instance (`nmissed`) or a kprobe that could not run
     /// (`kp.nmissed`, e.g. re-entered). 0 before the first registration.
-    pub(crate) fn nmissed(self) -> u64 {
+    pub(crate) fn nmissed(self) -> core::ffi::c_ulong {
         // SAFETY: reads two counters of a static object, written by the kprobes core; a torn or stale
         // value is harmless for a statistic.
-        u64::from(unsafe { ffi::toa_kretprobe_nmissed(self.as_ptr()) })
+        unsafe { ffi::toa_kretprobe_nmissed(self.as_ptr()) }
     }
 }
 

@@ -129,3 +129,9 @@ impl Socket {
         (!sk.is_null()).then(|| unsafe { Sock::from_raw(sk) })
     }
 }
+
+/// The number of buckets of TCP's established hash table (`tcp_hashinfo.ehash_mask + 1`), sized at boot.
+pub(crate) fn tcp_established_buckets() -> u32 {
+    // SAFETY: TCP's established table exists from boot on, and its size never changes.
+    unsafe { ffi::toa_tcp_ehash_size() }
+}

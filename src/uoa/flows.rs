@@ -33,13 +33,24 @@
 //! Bound: each namespace holds at most `uoa_max_mappings`. A new flow's option beyond that is not stored
 //! (`uoa_map_full`): mappings already there are kept, updated and refreshed, so a burst of new flows
 //! cannot push established ones out.
+//!
+//! The kernel objects come typed from `src/sys`: the cache ([`TypesafeCache`]), the bucket locks
+//! ([`BucketLocks`]), the RCU read-side sections ([`RcuReadGuard`]), the racy copies ([`RacyCell`]), the
+//! sweeper's work ([`DelayedWork`], [`Scheduled`]) and the namespace index ([`UoaNets`]). The public API
+//! takes a [`Net`] and is safe. What `unsafe` is left cannot be typed away: turning a chain link into a
+//! reference ([`rcu_flow`], [`locked_flow`]: the lifetime is the RCU section's or the bucket lock's, which
+//! the types cannot see), freeing an unlinked mapping, the table published for the hooks, the
+//! namespace's mapping count (a slot of the per-namespace state), and the sweeper's requeue.
 
 use super::Config;
-use crate::ffi::{self, KmemCache, Net, SpinLock};
 use crate::stats::{self, Counter};
-use crate::store::Words;
+use crate::sys::hash;
+use crate::sys::net::Net;
+use crate::sys::slab::TypesafeCache;
+use crate::sys::sync::{self, BucketGuard, BucketLocks, RacyCell, RcuReadGuard, Words};
+use crate::sys::work::{self, DelayedWork, Scheduled};
+use crate::sys::xarray::{UoaNets, UoaNetsGuard};
 use crate::wire::{Addr, Endpoint};
-use core::ffi::c_ulong;
 use core::ptr::NonNull;
 use core::sync::atomic::{
     fence, AtomicIsize, AtomicPtr, AtomicU16, AtomicU32, AtomicUsize, Ordering,
@@ -160,6 +171,14 @@ impl FlowData {
 ///
 /// While the object is free, the slab allocator keeps its free pointer in the first 8 bytes of
 /// `data.lb` ([`FREEPTR_OFFSET`]); `next`, `inum` and `gen` stay intact for RCU readers.
+///
+/// Every field is an atomic or a [`RacyCell`], so an `&Flow` may be shared with a writer recycling the
+/// object: readers get one for the length of an RCU read-side section ([`rcu_flow`]) or of a bucket lock
+/// ([`locked_flow`]).
+///
+/// # Invariants
+///
+/// Every `Flow` is an object of the table's `uoa_flow` cache.
 #[repr(C)]
 pub(crate) struct Flow {
     /// The next mapping of the chain, or the chain's nulls marker ([`Link`]). Written under the bucket
@@ -171,7 +190,7 @@ pub(crate) struct Flow {
     gen: AtomicU16,
     /// When the flow last had a datagram or a lookup: [`now_secs`].
     used: AtomicU16,
-    data: FlowData,
+    data: RacyCell<FlowData>,
 }
 
 const FREEPTR_OFFSET: usize = core::mem::offset_of!(Flow, data);
@@ -181,9 +200,7 @@ const _: () = assert!(FREEPTR_OFFSET % 8 == 0);
 
 /// Seconds since boot, modulo 2^16: the clock of idle times (`jiffies / HZ`).
 fn now_secs() -> u16 {
-    // SAFETY: reads `jiffies` and the constant `HZ`.
-    let (j, hz) = unsafe { (ffi::toa_jiffies(), ffi::toa_hz) };
-    (j / c_ulong::from(hz.max(1))) as u16
+    (work::jiffies() / work::hz().max(1)) as u16
 }
 
 /// How long ago, in seconds, a mapping last used at `used` was used, seen at `now` (both from
@@ -213,38 +230,100 @@ impl Link {
         Link(((bucket as usize) << 1) | 1)
     }
 
-    fn entry(self) -> Option<*mut Flow> {
-        (self.0 & 1 == 0).then_some(self.0 as *mut Flow)
+    fn to(e: NonNull<Flow>) -> Link {
+        Link(e.as_ptr() as usize)
+    }
+
+    #[inline(always)]
+    fn entry(self) -> Option<NonNull<Flow>> {
+        if self.0 & 1 == 0 {
+            // SAFETY: an even link is the address of a mapping (links are only made by `nulls` and `to`),
+            // never null.
+            Some(unsafe { NonNull::new_unchecked(self.0 as *mut Flow) })
+        } else {
+            None
+        }
     }
 }
 
+/// The mapping `link` points to, for a reader in `_rcu`'s read-side section, until the section ends.
+///
+/// # Safety
+///
+/// `link` was loaded during the section from a bucket head of the table, or from the `next` of a
+/// mapping reached so.
+#[inline(always)]
+unsafe fn rcu_flow(link: Link, _rcu: &RcuReadGuard) -> Option<&Flow> {
+    // SAFETY: an object reached through the table in the section stays a `Flow` object of the cache
+    // until the section ends (`SLAB_TYPESAFE_BY_RCU`), freed or reused perhaps: every field of a `Flow`
+    // is an atomic or a `RacyCell`, so sharing it with its writers is sound.
+    link.entry().map(|e| unsafe { e.as_ref() })
+}
+
+/// A mapping reached under its bucket's lock: linked, so live, and its data does not change (it is
+/// written before the mapping is linked, never after).
+#[derive(Clone, Copy)]
+struct LockedFlow<'g>(&'g Flow);
+
+impl<'g> LockedFlow<'g> {
+    /// The mapping's data, read in place.
+    fn data(self) -> &'g FlowData {
+        // SAFETY: a linked mapping's data is not written while its bucket's lock is held (the type's
+        // invariant).
+        unsafe { self.0.data.get() }
+    }
+}
+
+impl core::ops::Deref for LockedFlow<'_> {
+    type Target = Flow;
+
+    fn deref(&self) -> &Flow {
+        self.0
+    }
+}
+
+/// The mapping `link` points to, for a walker holding the chain's bucket lock, until the lock is
+/// released.
+///
+/// # Safety
+///
+/// `link` was loaded under `_guard` from the head of a bucket it locks, or from the `next` of a mapping
+/// reached so.
+#[inline(always)]
+unsafe fn locked_flow<'g>(link: Link, _guard: &'g BucketGuard<'_>) -> Option<LockedFlow<'g>> {
+    // SAFETY: under the bucket lock, the mappings of the chain are linked and live (mappings are
+    // unlinked under it before they are freed); one the caller unlinks and frees stays `Flow` memory
+    // all the same until the lock is released, since a BH-disabled section is an RCU read-side section.
+    link.entry().map(|e| LockedFlow(unsafe { e.as_ref() }))
+}
+
 /// The number of mappings of namespace `net` (`struct toa_net` in the shim).
-fn mappings_of<'a>(net: *const Net) -> &'a AtomicIsize {
-    // SAFETY: `net` is a live namespace (every caller's), on which `toa_stats_net_ops` was initialised
-    // (registered before UOA and unregistered after it); the slot is only accessed atomically.
-    unsafe { AtomicIsize::from_ptr(ffi::toa_net_uoa_mappings_slot(net)) }
+fn mappings_of(net: &Net) -> &AtomicIsize {
+    // SAFETY: `toa_stats_net_ops` was initialised on every live namespace (it is registered before UOA
+    // and unregistered after it, and every caller is part of UOA), so the slot exists while `net` does;
+    // it is only accessed atomically. (A module-order fact, hence not a method of `Net`.)
+    unsafe { AtomicIsize::from_ptr(crate::ffi::toa_net_uoa_mappings_slot(net.as_ptr())) }
 }
 
 /// Whether namespace `net` has no mapping: the receive path's test before it looks up datagrams
 /// without an option.
-pub(crate) fn net_is_empty(net: *const Net) -> bool {
+pub(crate) fn net_is_empty(net: &Net) -> bool {
     mappings_of(net).load(Ordering::Relaxed) <= 0
 }
 
 /// The namespace number recorded in `net`'s mappings.
-pub(crate) fn inum_of(net: *const Net) -> u32 {
-    // SAFETY: `net` is a live namespace (every caller's).
-    unsafe { ffi::toa_net_inum(net) }
+pub(crate) fn inum_of(net: &Net) -> u32 {
+    net.inum()
 }
 
 /// The table: buckets, locks, cache, parameters. Published in [`TABLE`] by [`FlowMap::new`] before any
 /// user is registered, withdrawn by its drop after every user is gone.
 struct Table {
-    heads: NonNull<AtomicUsize>,
+    /// The buckets: each the head of a chain ([`Link`]), `1 << bits` of them.
+    heads: KVVec<AtomicUsize>,
     bits: u32,
-    locks: NonNull<SpinLock>,
-    lock_mask: u32,
-    cache: NonNull<KmemCache>,
+    locks: BucketLocks,
+    cache: TypesafeCache<Flow>,
     seed: u32,
     config: Config,
 }
@@ -258,47 +337,29 @@ fn table() -> Option<&'static Table> {
     unsafe { TABLE.load(Ordering::Acquire).as_ref() }
 }
 
-/// A bucket's lock, held (BHs off) until dropped.
-struct BucketLock(NonNull<SpinLock>);
-
-impl Drop for BucketLock {
-    fn drop(&mut self) {
-        // SAFETY: taken by `Table::lock`.
-        unsafe { ffi::toa_spin_unlock_bh(self.0.as_ptr()) };
-    }
-}
-
 impl Table {
     fn buckets(&self) -> u32 {
         1 << self.bits
     }
 
-    /// The bucket of a flow (`inum`, load balancer address and port, local port).
-    fn bucket_of(&self, inum: u32, key: &FlowKey) -> u32 {
+    /// The bucket of a flow (`inum`, load balancer address and port, local port), and its head.
+    fn bucket_of(&self, inum: u32, key: &FlowKey) -> (u32, &AtomicUsize) {
         let mut w = [0u32; 6];
         w[0] = inum;
         for (i, chunk) in key.lb.chunks_exact(4).enumerate() {
             w[1 + i] = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
         }
         w[5] = (u32::from(key.lb_port) << 16) | u32::from(key.local_port);
-        // SAFETY: `jhash2` reads the 6 words of `w`.
-        let h = unsafe { ffi::toa_jhash2(w.as_ptr(), w.len() as u32, self.seed) };
+        let h = hash::jhash2(&w, self.seed);
         // `bits` is in 8..=23.
-        h >> (32 - self.bits)
+        let b = h >> (32 - self.bits);
+        // SAFETY: `b < 1 << bits`, the number of buckets (the top `bits` bits of a 32-bit hash).
+        (b, unsafe { self.heads.get_unchecked(b as usize) })
     }
 
+    /// The head of bucket `b` (below `buckets()`).
     fn head(&self, b: u32) -> &AtomicUsize {
-        // SAFETY: `b < buckets()` for every caller; the array lives as long as the table.
-        unsafe { &*self.heads.as_ptr().add(b as usize) }
-    }
-
-    fn lock(&self, b: u32) -> BucketLock {
-        // SAFETY: the lock array has `lock_mask + 1` initialised locks, as long as the table lives.
-        unsafe {
-            let lock = ffi::toa_bucket_lock(self.locks.as_ptr(), b & self.lock_mask);
-            ffi::toa_spin_lock_bh(lock);
-            BucketLock(NonNull::new_unchecked(lock))
-        }
+        &self.heads[b as usize]
     }
 
     fn expired(&self, now: u16, used: u16) -> bool {
@@ -307,24 +368,21 @@ impl Table {
 
     /// A new mapping object for namespace `inum`, not linked yet.
     fn alloc(&self, inum: u32, data: &FlowData, now: u16) -> Option<NonNull<Flow>> {
-        // SAFETY: the cache was created for `Flow` objects; `GFP_ATOMIC` as this runs in softirq.
-        let e = NonNull::new(unsafe { ffi::toa_kmem_cache_alloc_atomic(self.cache.as_ptr()) })?
-            .cast::<Flow>();
-        let p = e.as_ptr();
-        // SAFETY: `p` is ours, of the size and alignment of a `Flow`. It may be a recycled object that RCU
-        // readers still look at (its `inum` is 0 since it was freed): its generation is bumped before its
-        // data is rewritten, and its namespace number published last (see `Flow::snapshot`).
-        unsafe {
-            let gen = core::ptr::addr_of!((*p).gen).cast::<u16>().read_volatile();
-            (*p).gen.store(gen.wrapping_add(1), Ordering::Relaxed);
-            // smp_wmb(): the generation before the data.
-            fence(Ordering::Release);
-            data.store(core::ptr::addr_of_mut!((*p).data));
-            (*p).used.store(now, Ordering::Relaxed);
-            // smp_wmb(): the data before the number that makes it a mapping.
-            fence(Ordering::Release);
-            (*p).inum.store(inum, Ordering::Relaxed);
-        }
+        let e = self.cache.alloc_atomic()?;
+        // SAFETY: an object of the cache, ours until linked. It may be a recycled object that RCU
+        // readers still look at (its `inum` is 0 since it was freed), through atomics and `RacyCell`s:
+        // its generation is bumped before its data is rewritten, and its namespace number published last
+        // (see `Flow::snapshot`).
+        let f = unsafe { e.as_ref() };
+        let gen = f.gen.load(Ordering::Relaxed);
+        f.gen.store(gen.wrapping_add(1), Ordering::Relaxed);
+        // smp_wmb(): the generation before the data.
+        fence(Ordering::Release);
+        f.data.store(*data);
+        f.used.store(now, Ordering::Relaxed);
+        // smp_wmb(): the data before the number that makes it a mapping.
+        fence(Ordering::Release);
+        f.inum.store(inum, Ordering::Relaxed);
         Some(e)
     }
 
@@ -333,51 +391,57 @@ impl Table {
     ///
     /// # Safety
     ///
-    /// `e` came from [`Table::alloc`] and is not (or no longer) reachable from the table.
-    unsafe fn free_now(&self, e: *mut Flow) {
-        // SAFETY: per the function's contract.
-        unsafe {
-            (*e).inum.store(0, Ordering::Relaxed);
-            // smp_wmb(): the cleared number before the allocator's writes.
-            fence(Ordering::Release);
-            ffi::kmem_cache_free(self.cache.as_ptr(), e.cast());
-        }
+    /// `e` came from [`Table::alloc`] and is no longer reachable from the table: the caller owns it.
+    unsafe fn free_now(&self, e: NonNull<Flow>) {
+        // SAFETY: a mapping of the cache, owned by the caller.
+        unsafe { e.as_ref() }.inum.store(0, Ordering::Relaxed);
+        // smp_wmb(): the cleared number before the allocator's writes.
+        fence(Ordering::Release);
+        // SAFETY: allocated from this cache, owned by the caller.
+        unsafe { self.cache.free(e) };
     }
 
-    /// Unlinks, frees and counts every mapping of bucket `b` for which `doomed(inum, used)` holds. The
-    /// caller holds the bucket's lock.
-    fn remove_where(&self, b: u32, mut doomed: impl FnMut(u32, u16) -> Option<Counter>) {
+    /// Unlinks, frees and counts every mapping of bucket `b` (below `buckets()`) for which
+    /// `doomed(inum, used)` holds; `net_of(inum)` is the namespace to account a removal to. Takes the
+    /// bucket's lock.
+    fn remove_where<'n>(
+        &self,
+        b: u32,
+        net_of: impl Fn(u32) -> Option<&'n Net>,
+        mut doomed: impl FnMut(u32, u16) -> Option<Counter>,
+    ) {
+        let guard = self.locks.lock(b);
         let mut prev: &AtomicUsize = self.head(b);
-        while let Some(e) = Link(prev.load(Ordering::Relaxed)).entry() {
-            // SAFETY: under the bucket lock every mapping of the chain is live.
-            let f = unsafe { &*e };
+        loop {
+            let link = Link(prev.load(Ordering::Relaxed));
+            // SAFETY: loaded under `guard` from the head of bucket `b`, or from the `next` of a mapping
+            // reached so.
+            let Some(f) = (unsafe { locked_flow(link, &guard) }) else {
+                break;
+            };
             let inum = f.inum.load(Ordering::Relaxed);
             match doomed(inum, f.used.load(Ordering::Relaxed)) {
                 Some(why) => {
-                    // Readers standing on `e` go on through its `next`, left as it is.
+                    // Readers standing on `f` go on through its `next`, left as it is.
                     prev.store(f.next.load(Ordering::Relaxed), Ordering::Release);
-                    account_removal(inum, why);
-                    // SAFETY: unlinked just now, under the lock: ours alone.
-                    unsafe { self.free_now(e) };
+                    account_removal(net_of(inum), why);
+                    if let Some(e) = link.entry() {
+                        // SAFETY: unlinked just now, under the lock: ours alone.
+                        unsafe { self.free_now(e) };
+                    }
                 }
-                None => prev = &f.next,
+                None => prev = &f.0.next,
             }
         }
     }
 }
 
-/// Counts the removal of a mapping of namespace `inum` (`why`, and `uoa_mapping_free`) and takes it off
-/// the namespace's count. Runs under a bucket lock, from the sweeper (which holds
-/// `toa_uoa_nets_mutex`) or a namespace's exit (whose namespace is alive).
-fn account_removal(inum: u32, why: Counter) {
-    // SAFETY: `toa_uoa_nets` maps the number of every namespace with UOA state to it; a namespace is
-    // removed from it under `toa_uoa_nets_mutex` (held by the sweeper) or by its own exit (the other
-    // caller), so the namespace found is alive.
-    let net = unsafe { ffi::xa_load(core::ptr::addr_of_mut!(ffi::toa_uoa_nets), inum.into()) }
-        .cast::<Net>();
-    if net.is_null() {
+/// Counts the removal of a mapping of namespace `net` (`why`, and `uoa_mapping_free`) and takes it off
+/// the namespace's count. `None`: the namespace is gone (not counted).
+fn account_removal(net: Option<&Net>, why: Counter) {
+    let Some(net) = net else {
         return;
-    }
+    };
     mappings_of(net).fetch_sub(1, Ordering::Relaxed);
     if why != Counter::UoaMappingFree {
         stats::inc_net(net, why);
@@ -386,38 +450,29 @@ fn account_removal(inum: u32, why: Counter) {
 }
 
 impl Flow {
-    /// Copies the mapping at `e` (data and last use) if it is a mapping of namespace `inum`, or `None`
-    /// if it is not, is free, or was reused while being copied.
-    ///
-    /// # Safety
-    ///
-    /// `e` was reached through the table in the caller's current RCU read-side section (so it stays a
-    /// `Flow` object, possibly free or recycled, until the section ends).
+    /// Copies the mapping (data and last use) if it is a mapping of namespace `inum`, or `None` if it is
+    /// not, is free, or was reused while being copied.
     #[inline(always)]
-    unsafe fn snapshot(e: *const Flow, inum: u32) -> Option<(FlowData, u16)> {
-        // SAFETY: per the function's contract the object stays readable; the data reads race with a
-        // writer recycling it and are volatile.
-        unsafe {
-            if (*e).inum.load(Ordering::Acquire) != inum {
-                return None;
-            }
-            let gen = (*e).gen.load(Ordering::Relaxed);
-            // smp_rmb(): number and generation before the data.
-            fence(Ordering::Acquire);
-            let data = FlowData::load(core::ptr::addr_of!((*e).data));
-            let used = (*e).used.load(Ordering::Relaxed);
-            // smp_rmb(): the data before the number, the number before the generation (pairs with
-            // `free_now` and `alloc`).
-            fence(Ordering::Acquire);
-            if (*e).inum.load(Ordering::Relaxed) != inum {
-                return None;
-            }
-            fence(Ordering::Acquire);
-            if (*e).gen.load(Ordering::Relaxed) != gen {
-                return None;
-            }
-            Some((data, used))
+    fn snapshot(&self, inum: u32) -> Option<(FlowData, u16)> {
+        if self.inum.load(Ordering::Acquire) != inum {
+            return None;
         }
+        let gen = self.gen.load(Ordering::Relaxed);
+        // smp_rmb(): number and generation before the data.
+        fence(Ordering::Acquire);
+        let data = self.data.load();
+        let used = self.used.load(Ordering::Relaxed);
+        // smp_rmb(): the data before the number, the number before the generation (pairs with
+        // `free_now` and `alloc`).
+        fence(Ordering::Acquire);
+        if self.inum.load(Ordering::Relaxed) != inum {
+            return None;
+        }
+        fence(Ordering::Acquire);
+        if self.gen.load(Ordering::Relaxed) != gen {
+            return None;
+        }
+        Some((data, used))
     }
 }
 
@@ -431,44 +486,43 @@ pub(crate) enum NotStored {
 
 /// Stores `m` for flow `key` of namespace `net` (the newest option wins). Runs in softirq context (the
 /// netfilter hook).
-pub(crate) fn update(
-    net: *const Net,
-    key: &FlowKey,
-    m: &Mapping,
-) -> core::result::Result<(), NotStored> {
+pub(crate) fn update(net: &Net, key: &FlowKey, m: &Mapping) -> core::result::Result<(), NotStored> {
     let Some(t) = table() else {
         return Ok(());
     };
     let inum = inum_of(net);
     let now = now_secs();
     let data = FlowData::new(key, m);
-    let b = t.bucket_of(inum, key);
-    let _lock = t.lock(b);
-    let mut prev: &AtomicUsize = t.head(b);
-    while let Some(e) = Link(prev.load(Ordering::Relaxed)).entry() {
-        // SAFETY: under the bucket lock every mapping of the chain is live, and its data is not written
-        // (a mapping's data never changes once linked).
-        let f = unsafe { &*e };
-        if f.inum.load(Ordering::Relaxed) == inum && f.data.key() == *key {
-            if f.data == data {
+    let (b, head) = t.bucket_of(inum, key);
+    let guard = t.locks.lock(b);
+    let mut prev: &AtomicUsize = head;
+    loop {
+        let link = Link(prev.load(Ordering::Relaxed));
+        // SAFETY: loaded under `guard` from the head of the flow's bucket, or from the `next` of a
+        // mapping reached so.
+        let Some(f) = (unsafe { locked_flow(link, &guard) }) else {
+            break;
+        };
+        if f.inum.load(Ordering::Relaxed) == inum && f.data().key() == *key {
+            if *f.data() == data {
                 f.used.store(now, Ordering::Relaxed);
                 return Ok(());
             }
             let new = t.alloc(inum, &data, now).ok_or(NotStored::NoMemory)?;
             stats::inc_net(net, Counter::UoaMappingAlloc);
-            // SAFETY: `new` is ours until the release store below publishes it in `e`'s place.
-            unsafe {
-                (*new.as_ptr())
-                    .next
-                    .store(f.next.load(Ordering::Relaxed), Ordering::Relaxed)
-            };
-            prev.store(new.as_ptr() as usize, Ordering::Release);
+            // SAFETY: `new` is ours until the release store below publishes it in `f`'s place.
+            unsafe { new.as_ref() }
+                .next
+                .store(f.next.load(Ordering::Relaxed), Ordering::Relaxed);
+            prev.store(Link::to(new).0, Ordering::Release);
             stats::inc_net(net, Counter::UoaMappingFree);
-            // SAFETY: `e` was unlinked just now, under the lock: ours alone.
-            unsafe { t.free_now(e) };
+            if let Some(e) = link.entry() {
+                // SAFETY: `f` was unlinked just now, under the lock: ours alone.
+                unsafe { t.free_now(e) };
+            }
             return Ok(());
         }
-        prev = &f.next;
+        prev = &f.0.next;
     }
     let count = mappings_of(net);
     if count.fetch_add(1, Ordering::Relaxed) >= t.config.max_mappings as isize {
@@ -480,56 +534,48 @@ pub(crate) fn update(
         return Err(NotStored::NoMemory);
     };
     stats::inc_net(net, Counter::UoaMappingAlloc);
-    let head = t.head(b);
     // SAFETY: `new` is ours until the release store publishes it (rcu_assign_pointer). A reader standing
     // on it (a recycled object) follows `next` into this chain, whose nulls marker tells it where it is.
-    unsafe {
-        (*new.as_ptr())
-            .next
-            .store(head.load(Ordering::Relaxed), Ordering::Relaxed)
-    };
-    head.store(new.as_ptr() as usize, Ordering::Release);
+    unsafe { new.as_ref() }
+        .next
+        .store(head.load(Ordering::Relaxed), Ordering::Relaxed);
+    head.store(Link::to(new).0, Ordering::Release);
     Ok(())
 }
 
 /// The live mapping of flow `key` in namespace `net` (a zero local address matches any), restarting its
 /// idle time when `refresh`. Lockless: safe in softirq and process context.
-pub(crate) fn lookup(net: *const Net, key: &FlowKey, refresh: bool) -> Option<Mapping> {
+pub(crate) fn lookup(net: &Net, key: &FlowKey, refresh: bool) -> Option<Mapping> {
     let t = table()?;
     let inum = inum_of(net);
     let now = now_secs();
-    let b = t.bucket_of(inum, key);
-    let head = t.head(b);
-    // SAFETY: the chain is read inside the RCU section: every object reached stays a `Flow` object
-    // (typesafe by RCU) whose `next` and `inum` the allocator never overwrites.
-    unsafe {
-        ffi::toa_rcu_read_lock();
-        let found = 'walk: loop {
-            let mut link = Link(head.load(Ordering::Acquire));
-            while let Some(e) = link.entry() {
-                if (*e).inum.load(Ordering::Relaxed) == inum {
-                    let Some((data, used)) = Flow::snapshot(e, inum) else {
-                        // Freed or reused under us: start over.
-                        continue 'walk;
-                    };
-                    if data.matches(key) && !t.expired(now, used) {
-                        // Racing with a reuse of `e` at worst refreshes another live mapping.
-                        if refresh && used != now {
-                            (*e).used.store(now, Ordering::Relaxed);
-                        }
-                        break 'walk Some(data.mapping());
+    let (b, head) = t.bucket_of(inum, key);
+    let rcu = RcuReadGuard::new();
+    'walk: loop {
+        let mut link = Link(head.load(Ordering::Acquire));
+        // SAFETY: `link` is loaded in `rcu`'s section from the bucket's head, then from the `next` of
+        // the mappings reached so.
+        while let Some(f) = unsafe { rcu_flow(link, &rcu) } {
+            if f.inum.load(Ordering::Relaxed) == inum {
+                let Some((data, used)) = f.snapshot(inum) else {
+                    // Freed or reused under us: start over.
+                    continue 'walk;
+                };
+                if data.matches(key) && !t.expired(now, used) {
+                    // Racing with a reuse of `f` at worst refreshes another live mapping.
+                    if refresh && used != now {
+                        f.used.store(now, Ordering::Relaxed);
                     }
+                    return Some(data.mapping());
                 }
-                link = Link((*e).next.load(Ordering::Acquire));
             }
-            if link != Link::nulls(b) {
-                // Carried to another chain by a mapping reused under us: start over.
-                continue;
-            }
-            break None;
-        };
-        ffi::toa_rcu_read_unlock();
-        found
+            link = Link(f.next.load(Ordering::Acquire));
+        }
+        if link != Link::nulls(b) {
+            // Carried to another chain by a mapping reused under us: start over.
+            continue;
+        }
+        return None;
     }
 }
 
@@ -542,21 +588,21 @@ pub(crate) fn next_row(inum: u32, mut b: u32, mut after: Option<FlowKey>) -> Opt
     let now = now_secs();
     while b < t.buckets() {
         if Link(t.head(b).load(Ordering::Relaxed)).entry().is_some() {
-            let _lock = t.lock(b);
+            let guard = t.locks.lock(b);
             let mut first = None;
             let mut past_after = after.is_none();
             let mut link = Link(t.head(b).load(Ordering::Relaxed));
-            while let Some(e) = link.entry() {
-                // SAFETY: under the bucket lock every mapping of the chain is live and unchanging.
-                let f = unsafe { &*e };
+            // SAFETY: loaded under `guard` from the head of bucket `b`, then from the `next` of the
+            // mappings reached so.
+            while let Some(f) = unsafe { locked_flow(link, &guard) } {
                 link = Link(f.next.load(Ordering::Relaxed));
                 let used = f.used.load(Ordering::Relaxed);
                 if f.inum.load(Ordering::Relaxed) != inum || t.expired(now, used) {
                     continue;
                 }
                 let row = Row {
-                    key: f.data.key(),
-                    mapping: f.data.mapping(),
+                    key: f.data().key(),
+                    mapping: f.data().mapping(),
                     idle_secs: idle_secs(now, used),
                 };
                 if past_after {
@@ -582,7 +628,7 @@ pub(crate) fn next_row(inum: u32, mut b: u32, mut after: Option<FlowKey>) -> Opt
 }
 
 /// Removes every mapping of namespace `net`, at its exit (its hooks are gone: nothing adds any).
-pub(crate) fn flush_net(net: *const Net) {
+pub(crate) fn flush_net(net: &Net) {
     let Some(t) = table() else {
         return;
     };
@@ -591,8 +637,12 @@ pub(crate) fn flush_net(net: *const Net) {
         if net_is_empty(net) {
             break;
         }
-        let _lock = t.lock(b);
-        t.remove_where(b, |i, _| (i == inum).then_some(Counter::UoaMappingFree));
+        t.remove_where(
+            b,
+            // Only `net`'s mappings are removed, and it is alive: no need to look it up.
+            |_| Some(net),
+            |i, _| (i == inum).then_some(Counter::UoaMappingFree),
+        );
     }
 }
 
@@ -604,9 +654,9 @@ static SWEEP_CURSOR: AtomicU32 = AtomicU32::new(0);
 ///
 /// # Safety
 ///
-/// Only called by the workqueue, for `toa_uoa_sweep_work`.
+/// Only called by the workqueue, for `toa_uoa_sweep_work` ([`DelayedWork::uoa_sweep`]).
 #[no_mangle]
-unsafe extern "C" fn toa_uoa_sweep(_work: *mut ffi::WorkStruct) {
+unsafe extern "C" fn toa_uoa_sweep(_work: *mut crate::ffi::WorkStruct) {
     let Some(t) = table() else {
         return;
     };
@@ -615,53 +665,35 @@ unsafe extern "C" fn toa_uoa_sweep(_work: *mut ffi::WorkStruct) {
     let start = SWEEP_CURSOR.load(Ordering::Relaxed).min(t.buckets());
     let end = start.saturating_add(slice).min(t.buckets());
     let now = now_secs();
-    // SAFETY: the shim's static mutex; held while mappings are accounted to namespaces found in
-    // `toa_uoa_nets` (see `account_removal`).
-    unsafe { ffi::toa_mutex_lock(core::ptr::addr_of_mut!(ffi::toa_uoa_nets_mutex)) };
+    // Held while mappings are accounted to the namespaces found in the index (see `UoaNets`).
+    let nets: UoaNetsGuard = UoaNets::lock();
     for b in start..end {
         if Link(t.head(b).load(Ordering::Relaxed)).entry().is_none() {
             continue;
         }
-        let _lock = t.lock(b);
-        t.remove_where(b, |_, used| {
-            t.expired(now, used).then_some(Counter::UoaMappingExpired)
-        });
+        t.remove_where(
+            b,
+            |inum| nets.get(inum),
+            |_, used| t.expired(now, used).then_some(Counter::UoaMappingExpired),
+        );
     }
-    // SAFETY: taken above.
-    unsafe { ffi::mutex_unlock(core::ptr::addr_of_mut!(ffi::toa_uoa_nets_mutex)) };
+    drop(nets);
     SWEEP_CURSOR.store(if end >= t.buckets() { 0 } else { end }, Ordering::Relaxed);
-    // SAFETY: the shim's static work; `Sweeper`'s drop cancels it (with this requeue) before the table
-    // goes.
-    unsafe {
-        ffi::toa_schedule_delayed_work(
-            core::ptr::addr_of_mut!(ffi::toa_uoa_sweep_work),
-            ffi::toa_hz.into(),
-        )
-    };
+    // SAFETY: `Sweeper`'s drop cancels the work (with this requeue) before the table and the module go.
+    unsafe { DelayedWork::uoa_sweep().schedule(work::hz()) };
 }
 
 /// The running sweeper; stopped (and waited for) on drop.
-pub(crate) struct Sweeper(());
+pub(crate) struct Sweeper {
+    _work: Scheduled,
+}
 
 impl Sweeper {
     /// Starts the sweeper: its first run is a second from now.
     pub(crate) fn start() -> Self {
-        // SAFETY: the shim's static work, whose function is `toa_uoa_sweep`; the table is published.
-        unsafe {
-            ffi::toa_schedule_delayed_work(
-                core::ptr::addr_of_mut!(ffi::toa_uoa_sweep_work),
-                ffi::toa_hz.into(),
-            )
-        };
-        Sweeper(())
-    }
-}
-
-impl Drop for Sweeper {
-    fn drop(&mut self) {
-        // SAFETY: `cancel_delayed_work_sync` handles a work that requeues itself: once it returns, the
-        // work is neither pending nor running.
-        unsafe { ffi::cancel_delayed_work_sync(core::ptr::addr_of_mut!(ffi::toa_uoa_sweep_work)) };
+        Sweeper {
+            _work: Scheduled::start(DelayedWork::uoa_sweep(), work::hz()),
+        }
     }
 }
 
@@ -678,75 +710,24 @@ impl FlowMap {
     /// the `uoa_flow` cache, and publishes them.
     pub(crate) fn new(config: Config) -> Result<Self> {
         let buckets = (config.max_mappings.next_power_of_two() / 2).clamp(1 << 8, 1 << 23);
-        // SAFETY: a static name; size, alignment and free pointer offset of `Flow` (asserted above).
-        let cache = NonNull::new(unsafe {
-            ffi::toa_kmem_cache_create(
-                c"uoa_flow".as_ptr(),
-                core::mem::size_of::<Flow>() as u32,
-                core::mem::align_of::<Flow>() as u32,
-                FREEPTR_OFFSET as u32,
-            )
-        })
-        .ok_or(ENOMEM)?;
-        // SAFETY: a non-zero count and element size.
-        let heads = unsafe { ffi::toa_kvmalloc_array(buckets as usize, 8) }.cast::<AtomicUsize>();
-        let Some(heads) = NonNull::new(heads) else {
-            // SAFETY: created above, empty, not published.
-            unsafe { ffi::kmem_cache_destroy(cache.as_ptr()) };
-            return Err(ENOMEM);
-        };
+        let cache = TypesafeCache::new(c"uoa_flow", FREEPTR_OFFSET)?;
+        // One `kvmalloc` of exactly `buckets` words, as `kvmalloc_array` does.
+        let mut heads = KVVec::with_capacity(buckets as usize, GFP_KERNEL)?;
         for b in 0..buckets {
-            // SAFETY: `b < buckets`, inside the allocation.
-            unsafe {
-                heads
-                    .as_ptr()
-                    .add(b as usize)
-                    .write(AtomicUsize::new(Link::nulls(b).0))
-            };
+            heads.push(AtomicUsize::new(Link::nulls(b).0), GFP_KERNEL)?;
         }
-        let mut locks = core::ptr::null_mut();
-        let mut lock_mask = 0;
-        // SAFETY: out-pointers to locals.
-        let ret = unsafe { ffi::toa_alloc_bucket_locks(&mut locks, &mut lock_mask, buckets) };
-        let Some(locks) = NonNull::new(locks).filter(|_| ret == 0) else {
-            // SAFETY: allocated above, not published.
-            unsafe {
-                ffi::kvfree(heads.as_ptr().cast());
-                ffi::kmem_cache_destroy(cache.as_ptr());
-            }
-            return Err(if ret < 0 {
-                Error::from_errno(ret)
-            } else {
-                ENOMEM
-            });
-        };
         let table = KBox::new(
             Table {
                 heads,
                 bits: buckets.trailing_zeros(),
-                locks,
-                lock_mask,
+                locks: BucketLocks::new(buckets)?,
                 cache,
-                // SAFETY: plain call.
-                seed: unsafe { ffi::get_random_u32() },
+                seed: hash::random_u32(),
                 config,
             },
             GFP_KERNEL,
-        );
-        let table = match table {
-            Ok(t) => t,
-            Err(e) => {
-                // SAFETY: allocated above, not published.
-                unsafe {
-                    ffi::free_bucket_spinlocks(locks.as_ptr());
-                    ffi::kvfree(heads.as_ptr().cast());
-                    ffi::kmem_cache_destroy(cache.as_ptr());
-                }
-                return Err(e.into());
-            }
-        };
-        // SAFETY: `into_raw` never returns null.
-        let p = unsafe { NonNull::new_unchecked(KBox::into_raw(table)) };
+        )?;
+        let p = NonNull::from(KBox::leak(table));
         TABLE.store(p.as_ptr(), Ordering::Release);
         Ok(FlowMap(p))
     }
@@ -757,9 +738,8 @@ impl Drop for FlowMap {
         TABLE.store(core::ptr::null_mut(), Ordering::Release);
         // The owner unregistered every user first (hooks, getsockopt, /proc, sweeper); wait for readers
         // still inside an RCU section.
-        // SAFETY: module exit runs in process context.
-        unsafe { ffi::synchronize_rcu() };
-        // SAFETY: came from `KBox::into_raw` in `new`; no one else uses it any more.
+        sync::synchronize_rcu();
+        // SAFETY: came from `KBox::leak` in `new`; no one else uses it any more.
         let t = unsafe { KBox::from_raw(self.0.as_ptr()) };
         for b in 0..t.buckets() {
             let mut link = Link(t.head(b).load(Ordering::Relaxed));
@@ -767,17 +747,12 @@ impl Drop for FlowMap {
                 // SAFETY: the table's only user left; `next` is read before `e` is freed. Namespaces
                 // flushed their own mappings at their exit, so nothing is left to account.
                 unsafe {
-                    link = Link((*e).next.load(Ordering::Relaxed));
+                    link = Link(e.as_ref().next.load(Ordering::Relaxed));
                     t.free_now(e);
                 }
             }
         }
-        // SAFETY: allocated by `new`; empty now. `kmem_cache_destroy` waits for RCU readers of a typesafe
-        // cache.
-        unsafe {
-            ffi::free_bucket_spinlocks(t.locks.as_ptr());
-            ffi::kvfree(t.heads.as_ptr().cast());
-            ffi::kmem_cache_destroy(t.cache.as_ptr());
-        }
+        // `t` drops: the bucket array, the locks, then the (empty) cache, whose destruction waits for
+        // RCU readers of a typesafe cache.
     }
 }

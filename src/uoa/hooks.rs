@@ -18,14 +18,17 @@
 //! The hooks always return `NF_ACCEPT`: a datagram is never dropped, changed or stripped.
 
 use super::flows::{self, FlowKey, Mapping, NotStored};
-use crate::ffi::{self, Net, IPPROTO_UDP, NF_ACCEPT};
+use crate::ffi::{IPPROTO_UDP, NF_ACCEPT};
 use crate::hooks::trusted;
 use crate::stats::{self, Counter};
+use crate::sys::net::Net;
 use crate::sys::netfilter::{nf_hook, NetHooks, NfHookState};
+use crate::sys::pernet::{pernet_callbacks, PernetOps};
 use crate::sys::skb::SkBuff;
+use crate::sys::xarray::UoaNets;
 use crate::wire::{self, Addr, Scan, UdpDatagram};
-use core::ffi::c_int;
 use core::mem::MaybeUninit;
+use kernel::prelude::*;
 
 /// The most bytes copied for parsing: an IPv6 header with up to 272 bytes of extension headers (a
 /// UOA destination-options header takes 48) and the UDP header. Longer chains are not parsed.
@@ -63,7 +66,7 @@ fn flow_key(packet: &[u8], d: &UdpDatagram) -> Option<FlowKey> {
 }
 
 /// What a UDP datagram brings to namespace `net`'s map: a new mapping, a refresh, or a count.
-fn handle(net: *const Net, packet: &[u8], d: Option<UdpDatagram>) {
+fn handle(net: &Net, packet: &[u8], d: Option<UdpDatagram>) {
     let Some(d) = d else {
         return;
     };
@@ -95,7 +98,7 @@ fn handle(net: *const Net, packet: &[u8], d: Option<UdpDatagram>) {
 }
 
 /// Restarts the idle time of the flow's mapping, if the namespace has any mapping.
-fn refresh(net: *const Net, key: &FlowKey) {
+fn refresh(net: &Net, key: &FlowKey) {
     if !flows::net_is_empty(net) {
         flows::lookup(net, key, true);
     }
@@ -114,14 +117,14 @@ fn hook_v4(skb: &SkBuff, state: &NfHookState) -> u32 {
         return NF_ACCEPT;
     }
     let net = state.net();
-    if h[0] & 0x0f == 5 && flows::net_is_empty(net.as_ptr()) {
+    if h[0] & 0x0f == 5 && flows::net_is_empty(net) {
         return NF_ACCEPT;
     }
     let mut buf = [MaybeUninit::uninit(); COPY_MAX];
     // The IPv4 header, its options and the UDP header.
     let want = usize::from(h[0] & 0x0f) * 4 + UDP_HEADER_LEN;
     let packet = skb.headers(&mut buf[..want]);
-    handle(net.as_ptr(), packet, wire::scan_udp_ipv4(packet));
+    handle(net, packet, wire::scan_udp_ipv4(packet));
     NF_ACCEPT
 }
 
@@ -136,7 +139,7 @@ fn hook_v6(skb: &SkBuff, state: &NfHookState) -> u32 {
         return NF_ACCEPT;
     }
     let net = state.net();
-    if next == IPPROTO_UDP && flows::net_is_empty(net.as_ptr()) {
+    if next == IPPROTO_UDP && flows::net_is_empty(net) {
         return NF_ACCEPT;
     }
     let mut buf = [MaybeUninit::uninit(); COPY_MAX];
@@ -147,72 +150,55 @@ fn hook_v6(skb: &SkBuff, state: &NfHookState) -> u32 {
         COPY_MAX
     };
     let packet = skb.headers(&mut buf[..want]);
-    handle(net.as_ptr(), packet, wire::scan_udp_ipv6(packet));
+    handle(net, packet, wire::scan_udp_ipv6(packet));
     NF_ACCEPT
 }
 
-/// `pernet_operations::init` of UOA: records the namespace, creates its `/proc/net/uoa_table` and
-/// registers its hooks.
-///
-/// # Safety
-///
-/// Only called by the pernet core, for a namespace being set up (or every existing one at registration).
-#[no_mangle]
-unsafe extern "C" fn toa_uoa_net_init(net: *mut Net) -> c_int {
-    let inum = flows::inum_of(net);
-    // SAFETY: the shim's xarray; `net` lives until its exit removes it.
-    let ret = unsafe { ffi::toa_uoa_nets_store(inum.into(), net) };
-    if ret < 0 {
-        return ret;
-    }
-    let ret = super::procfs::create(net);
-    if ret < 0 {
-        // SAFETY: stored above.
-        unsafe { ffi::xa_erase(core::ptr::addr_of_mut!(ffi::toa_uoa_nets), inum.into()) };
-        return ret;
-    }
-    // SAFETY: the pernet core passes a namespace being set up, alive until its exit.
-    match NetHooks::register(unsafe { crate::sys::net::Net::from_raw(net) }) {
-        // Registered in `net` until its pre_exit.
-        Ok(hooks) => hooks.keep(),
-        Err(e) => {
-            super::procfs::remove(net);
-            // SAFETY: stored above.
-            unsafe { ffi::xa_erase(core::ptr::addr_of_mut!(ffi::toa_uoa_nets), inum.into()) };
-            return e.to_errno();
+/// UOA's per-namespace setup (`toa_uoa_net_ops` of the shim): the namespace's index entry, its
+/// `/proc/net/uoa_table` and its hooks.
+pub(crate) struct UoaNetOps;
+
+pernet_callbacks!(UoaNetOps {
+    init: toa_uoa_net_init,
+    pre_exit: toa_uoa_net_pre_exit,
+    exit: toa_uoa_net_exit,
+});
+
+impl PernetOps for UoaNetOps {
+    /// Records the namespace, creates its `/proc/net/uoa_table` and registers its hooks.
+    fn init(net: &Net) -> Result {
+        UoaNets::insert(net)?;
+        let undo = |e| {
+            UoaNets::lock().remove(net);
+            e
+        };
+        super::procfs::create_in(net).map_err(undo)?;
+        match NetHooks::register(net) {
+            // Registered in `net` until its pre_exit.
+            Ok(hooks) => hooks.keep(),
+            Err(e) => {
+                // SAFETY: created just above, and nothing else removes it.
+                unsafe { super::procfs::remove_from(net) };
+                return Err(undo(e));
+            }
         }
+        Ok(())
     }
-    0
-}
 
-/// `pernet_operations::pre_exit`: unregisters the namespace's hooks. The pernet core then waits for an
-/// RCU grace period (hooks run inside one) before `exit`.
-///
-/// # Safety
-///
-/// Only called by the pernet core, for a namespace `toa_uoa_net_init` set up.
-#[no_mangle]
-unsafe extern "C" fn toa_uoa_net_pre_exit(net: *mut Net) {
-    // SAFETY: registered and kept by `toa_uoa_net_init` in this namespace, alive until its exit.
-    unsafe { NetHooks::unregister(crate::sys::net::Net::from_raw(net)) };
-}
+    /// Unregisters the namespace's hooks. The pernet core then waits for an RCU grace period (hooks run
+    /// inside one) before `exit`.
+    fn pre_exit(net: &Net) {
+        // SAFETY: registered and kept by `init` in this namespace.
+        unsafe { NetHooks::unregister(net) };
+    }
 
-/// `pernet_operations::exit`: removes `/proc/net/uoa_table` (waiting for its readers), frees the
-/// namespace's mappings, and forgets the namespace (under the sweeper's mutex, so the sweeper no longer
-/// holds it when this returns).
-///
-/// # Safety
-///
-/// Only called by the pernet core, after `toa_uoa_net_pre_exit` and a grace period.
-#[no_mangle]
-unsafe extern "C" fn toa_uoa_net_exit(net: *mut Net) {
-    super::procfs::remove(net);
-    flows::flush_net(net);
-    let inum = flows::inum_of(net);
-    // SAFETY: the shim's static mutex and xarray.
-    unsafe {
-        ffi::toa_mutex_lock(core::ptr::addr_of_mut!(ffi::toa_uoa_nets_mutex));
-        ffi::xa_erase(core::ptr::addr_of_mut!(ffi::toa_uoa_nets), inum.into());
-        ffi::mutex_unlock(core::ptr::addr_of_mut!(ffi::toa_uoa_nets_mutex));
+    /// Removes `/proc/net/uoa_table` (waiting for its readers), frees the namespace's mappings, and
+    /// forgets the namespace (under the index's mutex, so the sweeper no longer holds it when this
+    /// returns).
+    fn exit(net: &Net) {
+        // SAFETY: created by `init`, removed only here.
+        unsafe { super::procfs::remove_from(net) };
+        flows::flush_net(net);
+        UoaNets::lock().remove(net);
     }
 }

@@ -20,7 +20,7 @@ use crate::sockaddr::Sockaddr;
 use crate::sys::net::Net;
 use crate::sys::proc::{seq_callbacks, Format, NetSeqOps, Record, SeqFile, SeqOps, Shown};
 use crate::wire::Endpoint;
-use core::ffi::{c_int, c_uint, CStr};
+use core::ffi::{c_uint, CStr};
 use core::ptr::NonNull;
 use kernel::prelude::*;
 
@@ -178,21 +178,4 @@ pub(crate) fn create_in(net: &Net) -> Result {
 pub(crate) unsafe fn remove_from(net: &Net) {
     // SAFETY: per the function's contract.
     unsafe { net.proc_net().remove(NAME) };
-}
-
-/// TEMPORARY raw-pointer form of [`create_in`] for `uoa/hooks.rs`, to be replaced by `create_in` when the
-/// typed hooks are merged: a negative errno on failure.
-pub(crate) fn create(net: *mut ffi::Net) -> c_int {
-    // SAFETY: a live namespace being set up (the only caller is its pernet `init`).
-    match create_in(unsafe { Net::from_raw(net) }) {
-        Ok(()) => 0,
-        Err(e) => e.to_errno(),
-    }
-}
-
-/// TEMPORARY raw-pointer form of [`remove_from`] for `uoa/hooks.rs` (see [`create`]).
-pub(crate) fn remove(net: *mut ffi::Net) {
-    // SAFETY: the callers are the namespace's pernet `exit` and `init`'s error path, after `create`
-    // succeeded for it.
-    unsafe { remove_from(Net::from_raw(net)) };
 }

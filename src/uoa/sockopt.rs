@@ -121,8 +121,8 @@ fn answer(sk: &Sock, v1: bool, q: &mut [u8]) -> core::result::Result<(), u32> {
     if flow.local_port != sk.num() {
         return Err(bindings::EACCES);
     }
-    let Some(Mapping { client, vip }) = flows::lookup(sk.net().as_ptr(), &flow, true) else {
-        stats::inc(sk.as_ptr(), Counter::UoaLookupMissed);
+    let Some(Mapping { client, vip }) = flows::lookup(sk.net(), &flow, true) else {
+        stats::inc(sk, Counter::UoaLookupMissed);
         return Err(bindings::ENOENT);
     };
     if v1 {
@@ -155,7 +155,7 @@ fn answer(sk: &Sock, v1: bool, q: &mut [u8]) -> core::result::Result<(), u32> {
         q[38..54].copy_from_slice(&real);
         q[54..56].copy_from_slice(&client.port.to_be_bytes());
     }
-    stats::inc(sk.as_ptr(), Counter::UoaLookupOk);
+    stats::inc(sk, Counter::UoaLookupOk);
     Ok(())
 }
 
