@@ -45,16 +45,7 @@ pub(crate) fn rmmod_with_live_sockets(ctx: &mut Ctx) -> TestResult {
     // The live sockets close after the reload: the new module instance never saw them.
     let before = Stats::read()?;
     for s in [s4, s6] {
-        let Served {
-            listener,
-            sock,
-            mut conn,
-            ..
-        } = s;
-        io(conn.fin(&mut ctx.lb), "FIN")?;
-        drop(sock);
-        io(conn.await_server_fin(&mut ctx.lb, WAIT), "server FIN")?;
-        drop(listener);
+        finish(ctx, s)?;
     }
     let d = delta(&before)?;
     check!(
