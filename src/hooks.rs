@@ -83,7 +83,7 @@ fn syn_recv_sock_entry(call: &KretprobeCall) -> c_int {
 }
 
 /// Common return path of both `syn_recv_sock` probes: the new child (or null) and the call's data.
-fn syn_recv_sock_ret(call: &KretprobeCall, d: SynRecvCall) {
+fn syn_recv_sock_ret(call: &KretprobeCall, d: &SynRecvCall) {
     let child = call.ret() as *const ffi::Sock;
     // SAFETY: `own_req` points at the caller's `bool`, written by the probed function before returning.
     if child.is_null() || d.own_req.is_null() || !unsafe { d.own_req.read() } {

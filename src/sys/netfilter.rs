@@ -190,27 +190,35 @@ impl NfHookState {
     }
 }
 
-/// Defines the C entry point `$c` (declared by the shim) of a netfilter hook written as the safe
-/// function `$f: fn(&SkBuff, &NfHookState) -> u32` (a verdict, `NF_ACCEPT`).
+/// Defines the C entry point `$c` (declared by the shim) of a netfilter hook of family `$af` (`ipv4`
+/// or `ipv6`) written as the safe function `$f: fn(&Ipv4SkBuff or &Ipv6SkBuff, &NfHookState) -> u32`
+/// (a verdict, `NF_ACCEPT`).
 macro_rules! nf_hook {
-    ($c:ident => $f:path) => {
+    (ipv4, $c:ident => $f:path) => {
+        $crate::sys::netfilter::nf_hook!(@ $c => $f, as_ipv4, "IPv4");
+    };
+    (ipv6, $c:ident => $f:path) => {
+        $crate::sys::netfilter::nf_hook!(@ $c => $f, as_ipv6, "IPv6");
+    };
+    (@ $c:ident => $f:path, $as:ident, $family:literal) => {
         /// C entry point of a netfilter hook (see [`crate::sys::netfilter::nf_hook!`]).
         ///
         /// # Safety
         ///
-        /// Only called by netfilter, for a packet it holds, whose network header is set (a hook at
-        /// `LOCAL_IN`).
+        /// Only called by netfilter, for a packet it holds, at a hook of the family the shim registers
+        /// it for, after `PRE_ROUTING` (a hook at `LOCAL_IN`).
         #[no_mangle]
         unsafe extern "C" fn $c(
             _priv: *mut core::ffi::c_void,
             skb: *mut $crate::ffi::SkBuff,
             state: *const $crate::ffi::NfHookState,
         ) -> core::ffi::c_uint {
-            // SAFETY: netfilter's arguments for this packet, used only during this call; at `LOCAL_IN`
-            // the IP layer has set the network header and pulled the IP header into the linear area.
+            // SAFETY: netfilter's arguments for this packet, used only during this call: at `LOCAL_IN`
+            // the IP layer has checked the packet's version, set the network header and pulled the fixed
+            // IP header into the linear area.
             unsafe {
                 $f(
-                    $crate::sys::skb::SkBuff::from_raw(skb),
+                    $crate::sys::skb::SkBuff::from_raw(skb).$as(),
                     $crate::sys::netfilter::NfHookState::from_raw(state),
                 )
             }

@@ -181,9 +181,10 @@ impl KretprobeCall {
     /// The probe's entry handler stored a `T` for this call (a return handler runs only after its
     /// entry handler returned 0).
     #[inline(always)]
-    pub(crate) unsafe fn get<T: Copy>(&self) -> T {
-        // SAFETY: per the function's contract the area holds a `T`.
-        unsafe { ffi::toa_kri_data(self.ri).cast::<T>().read() }
+    pub(crate) unsafe fn get<T: Copy>(&self) -> &T {
+        // SAFETY: per the function's contract the area holds a `T`, which stays there, unchanged,
+        // while the handler (the borrow of `self`) runs.
+        unsafe { &*ffi::toa_kri_data(self.ri).cast::<T>() }
     }
 }
 

@@ -13,9 +13,8 @@ use kernel::types::Opaque;
 /// # Invariants
 ///
 /// A `&SkBuff` refers to a packet that stays allocated and unchanged for the lifetime of the reference
-/// (its owner, netfilter or the receive path, holds it), whose network header is set, with the IP
-/// header's fixed part (20 bytes for IPv4, 40 for IPv6) in the linear area (`ip_rcv`/`ipv6_rcv` pulled
-/// it).
+/// (its owner, netfilter or the receive path, holds it), whose network header is set and lies in its
+/// linear area.
 #[repr(transparent)]
 pub(crate) struct SkBuff(Opaque<ffi::SkBuff>);
 
@@ -39,18 +38,6 @@ impl SkBuff {
     pub(crate) fn protocol_be(&self) -> u16 {
         // SAFETY: by the type invariant the packet is allocated; the field does not change.
         unsafe { ffi::toa_skb_protocol(self.as_ptr()) }
-    }
-
-    /// The fixed part of the IP header: 20 bytes for IPv4, 40 for IPv6 (by its version nibble).
-    #[inline(always)]
-    pub(crate) fn ip_fixed_header(&self) -> &[u8] {
-        // SAFETY: by the type invariant the fixed header is linear, readable and unchanged while
-        // `self` is borrowed; its first byte (version) tells its length.
-        unsafe {
-            let nh = ffi::toa_skb_network_header(self.as_ptr());
-            let len = if nh.read() >> 4 == 6 { 40 } else { 20 };
-            core::slice::from_raw_parts(nh, len)
-        }
     }
 
     /// The bytes from the network header to the end of the linear area (IP header first).
@@ -87,6 +74,30 @@ impl SkBuff {
         unsafe { core::slice::from_raw_parts(p, n) }
     }
 
+    /// The packet as an IPv4 one.
+    ///
+    /// # Safety
+    ///
+    /// The packet is IPv4 and passed `ip_rcv` (its 20-byte fixed header is linear): a packet at an IPv4
+    /// netfilter hook after `PRE_ROUTING`.
+    #[inline(always)]
+    pub(crate) unsafe fn as_ipv4(&self) -> &Ipv4SkBuff {
+        // SAFETY: a transparent wrapper; per the function's contract its extra invariants hold.
+        unsafe { &*(self as *const SkBuff).cast::<Ipv4SkBuff>() }
+    }
+
+    /// The packet as an IPv6 one.
+    ///
+    /// # Safety
+    ///
+    /// The packet is IPv6 and passed `ipv6_rcv` (its 40-byte fixed header is linear): a packet at an
+    /// IPv6 netfilter hook after `PRE_ROUTING`.
+    #[inline(always)]
+    pub(crate) unsafe fn as_ipv6(&self) -> &Ipv6SkBuff {
+        // SAFETY: as in `as_ipv4`.
+        unsafe { &*(self as *const SkBuff).cast::<Ipv6SkBuff>() }
+    }
+
     /// The packet as one that TCP is receiving (transport header set on its TCP header).
     ///
     /// # Safety
@@ -98,6 +109,49 @@ impl SkBuff {
         unsafe { &*(self as *const SkBuff).cast::<TcpSkBuff>() }
     }
 }
+
+/// Defines a received packet type of one IP version, whose fixed header of `$len` bytes is linear.
+macro_rules! ip_skbuff {
+    ($(#[$doc:meta])* $name:ident, $len:literal) => {
+        $(#[$doc])*
+        ///
+        /// # Invariants
+        ///
+        /// Those of [`SkBuff`]; in addition the packet is of this IP version and its fixed header is in
+        /// the linear area.
+        #[repr(transparent)]
+        pub(crate) struct $name(SkBuff);
+
+        impl core::ops::Deref for $name {
+            type Target = SkBuff;
+
+            fn deref(&self) -> &SkBuff {
+                &self.0
+            }
+        }
+
+        impl $name {
+            /// The fixed IP header (options and extension headers follow it).
+            #[inline(always)]
+            pub(crate) fn header(&self) -> &[u8; $len] {
+                // SAFETY: by the type invariants the fixed header is linear, readable and unchanged
+                // while `self` is borrowed.
+                unsafe { &*ffi::toa_skb_network_header(self.as_ptr()).cast::<[u8; $len]>() }
+            }
+        }
+    };
+}
+
+ip_skbuff!(
+    /// An IPv4 packet at an IPv4 netfilter hook.
+    Ipv4SkBuff,
+    20
+);
+ip_skbuff!(
+    /// An IPv6 packet at an IPv6 netfilter hook.
+    Ipv6SkBuff,
+    40
+);
 
 /// A TCP segment in TCP's receive path (`tcp_v4_rcv` onwards).
 ///

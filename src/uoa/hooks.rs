@@ -24,7 +24,7 @@ use crate::stats::{self, Counter};
 use crate::sys::net::Net;
 use crate::sys::netfilter::{nf_hook, NetHooks, NfHookState};
 use crate::sys::pernet::{pernet_callbacks, PernetOps};
-use crate::sys::skb::SkBuff;
+use crate::sys::skb::{Ipv4SkBuff, Ipv6SkBuff};
 use crate::sys::xarray::UoaNets;
 use crate::wire::{self, Addr, Scan, UdpDatagram};
 use core::mem::MaybeUninit;
@@ -104,15 +104,12 @@ fn refresh(net: &Net, key: &FlowKey) {
     }
 }
 
-nf_hook!(toa_uoa_hook_v4 => hook_v4);
-nf_hook!(toa_uoa_hook_v6 => hook_v6);
+nf_hook!(ipv4, toa_uoa_hook_v4 => hook_v4);
+nf_hook!(ipv6, toa_uoa_hook_v6 => hook_v6);
 
 /// The IPv4 `LOCAL_IN` hook.
-fn hook_v4(skb: &SkBuff, state: &NfHookState) -> u32 {
-    let h = skb.ip_fixed_header();
-    if h.len() != 20 {
-        return NF_ACCEPT;
-    }
+fn hook_v4(skb: &Ipv4SkBuff, state: &NfHookState) -> u32 {
+    let h = skb.header();
     if h[9] != IPPROTO_UDP {
         return NF_ACCEPT;
     }
@@ -129,11 +126,8 @@ fn hook_v4(skb: &SkBuff, state: &NfHookState) -> u32 {
 }
 
 /// The IPv6 `LOCAL_IN` hook.
-fn hook_v6(skb: &SkBuff, state: &NfHookState) -> u32 {
-    let h = skb.ip_fixed_header();
-    if h.len() != 40 {
-        return NF_ACCEPT;
-    }
+fn hook_v6(skb: &Ipv6SkBuff, state: &NfHookState) -> u32 {
+    let h = skb.header();
     let next = h[6];
     if next != IPPROTO_UDP && !IPV6_EXTENSIONS.contains(&next) {
         return NF_ACCEPT;
