@@ -49,7 +49,7 @@ use crate::stats::{self, Counter};
 use crate::sys::params;
 use crate::sys::slab::TypesafeCache;
 use crate::sys::sock::Sock;
-use crate::sys::sync::{self, BucketLocks, Published, RacyCell, RcuReadGuard, Words};
+use crate::sys::sync::{self, BucketLocks, NullsLink, Published, RacyCell, RcuReadGuard, Words};
 use crate::wire::{Addr, Endpoint, Origin, Toa};
 use core::ffi::c_void;
 use core::ptr::NonNull;
@@ -206,33 +206,8 @@ const _: () = assert!(FREEPTR_OFFSET + 8 <= core::mem::size_of::<Entry>());
 const MIN_BUCKETS: u32 = 1 << 8;
 const MAX_BUCKETS: u32 = 1 << 24;
 
-/// A link of a chain, as one word: the address of the next [`Entry`] (8-aligned, so bit 0 is clear), or,
-/// at the end of a chain, its nulls marker `(bucket << 1) | 1`, which tells a reader which bucket's chain
-/// it has walked (`include/linux/list_nulls.h`).
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Link(usize);
-
-impl Link {
-    fn nulls(bucket: u32) -> Link {
-        Link(((bucket as usize) << 1) | 1)
-    }
-
-    fn to(e: NonNull<Entry>) -> Link {
-        Link(e.as_ptr() as usize)
-    }
-
-    /// The entry this link points to, or `None` at the end of a chain.
-    #[inline(always)]
-    fn entry(self) -> Option<NonNull<Entry>> {
-        if self.0 & 1 == 0 {
-            // SAFETY: an even link is the address of an entry (links are only made by `nulls` and `to`),
-            // never null.
-            Some(unsafe { NonNull::new_unchecked(self.0 as *mut Entry) })
-        } else {
-            None
-        }
-    }
-}
+/// A link of a chain ([`NullsLink`]) to the next [`Entry`].
+type Link = NullsLink<Entry>;
 
 /// The entry `link` points to, for a reader in `_rcu`'s read-side section, until the section ends.
 ///
@@ -293,7 +268,7 @@ impl Table {
         // One `kvmalloc` of exactly `buckets` words, as `kvmalloc_array` does.
         let mut heads = KVVec::with_capacity(buckets as usize, GFP_KERNEL)?;
         for b in 0..buckets {
-            heads.push(AtomicUsize::new(Link::nulls(b).0), GFP_KERNEL)?;
+            heads.push(AtomicUsize::new(Link::nulls(b).word()), GFP_KERNEL)?;
         }
         Ok(Table {
             heads,
@@ -468,7 +443,7 @@ impl Drop for Store {
 unsafe fn unlink(guard: &BucketGuard, head: &AtomicUsize, sk: &Sock) -> Option<NonNull<Entry>> {
     let mut prev: &AtomicUsize = head;
     loop {
-        let link = Link(prev.load(Ordering::Relaxed));
+        let link = Link::from_word(prev.load(Ordering::Relaxed));
         // SAFETY: loaded under the lock from the chain's head or an entry's `next` (the contract).
         let e = unsafe { locked_entry(link, guard) }?;
         if e.sk.load(Ordering::Relaxed) == sk.as_ptr() {
@@ -521,7 +496,7 @@ pub(crate) fn insert(sk: &Sock, toa: &Toa) -> Result {
             .next
             .store(head.load(Ordering::Relaxed), Ordering::Relaxed);
         // The release store publishes the entry (rcu_assign_pointer).
-        head.store(Link::to(e).0, Ordering::Release);
+        head.store(Link::to(e).word(), Ordering::Release);
         stale
     };
     if let Some(old) = stale {
@@ -586,7 +561,7 @@ fn rcu_find<T>(
     let rcu = RcuReadGuard::new();
     'walk: loop {
         // Acquire loads of the links: rcu_dereference().
-        let mut link = Link(head.load(Ordering::Acquire));
+        let mut link = Link::from_word(head.load(Ordering::Acquire));
         // SAFETY: `link` is loaded in `rcu`'s section from the bucket's head, then from the `next` of
         // the entries reached so.
         while let Some(e) = unsafe { rcu_entry(link, &rcu) } {
@@ -596,7 +571,7 @@ fn rcu_find<T>(
                     Err(()) => continue 'walk,
                 }
             }
-            link = Link(e.next.load(Ordering::Acquire));
+            link = Link::from_word(e.next.load(Ordering::Acquire));
         }
         if link != Link::nulls(b) {
             // Carried to another chain by an entry reused under us: start over.
@@ -618,7 +593,7 @@ impl LockedChain {
     /// The caller holds the lock of bucket `b` for as long as it uses the iterator, or is the table's only
     /// user left ([`Store`]'s drop). An entry may be freed once yielded: its `next` was read before.
     pub(crate) unsafe fn of(b: u32) -> Self {
-        LockedChain(Link(table().head(b).load(Ordering::Relaxed)))
+        LockedChain(Link::from_word(table().head(b).load(Ordering::Relaxed)))
     }
 
     /// The entries after `e` in its chain.
@@ -629,7 +604,9 @@ impl LockedChain {
     /// iterator.
     pub(crate) unsafe fn after(e: *const Entry) -> Self {
         // SAFETY: per the function's contract `e` is live.
-        LockedChain(Link(unsafe { (*e).next.load(Ordering::Relaxed) }))
+        LockedChain(Link::from_word(unsafe {
+            (*e).next.load(Ordering::Relaxed)
+        }))
     }
 }
 
@@ -639,7 +616,7 @@ impl Iterator for LockedChain {
     fn next(&mut self) -> Option<*mut Entry> {
         let e = self.0.entry()?;
         // SAFETY: under the bucket lock (the constructors' contract), `e` is live.
-        self.0 = Link(unsafe { e.as_ref() }.next.load(Ordering::Relaxed));
+        self.0 = Link::from_word(unsafe { e.as_ref() }.next.load(Ordering::Relaxed));
         Some(e.as_ptr())
     }
 }
@@ -647,7 +624,7 @@ impl Iterator for LockedChain {
 /// Whether bucket `b` (below [`buckets`]) has no entry, without its lock (a hint: the dump skips empty
 /// buckets without taking their lock, as `/proc/net/tcp` does).
 pub(crate) fn bucket_is_empty(b: u32) -> bool {
-    Link(table().head(b).load(Ordering::Relaxed))
+    Link::from_word(table().head(b).load(Ordering::Relaxed))
         .entry()
         .is_none()
 }

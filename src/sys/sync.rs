@@ -232,3 +232,68 @@ impl<T> Published<T> {
         unsafe { (*self.0.get()).assume_init_read() }
     }
 }
+
+/// A link of an RCU hash chain, as one word (`include/linux/list_nulls.h`): the address of the next `T`
+/// (at least 2-aligned, so bit 0 is clear), or, at the end of a chain, its nulls marker
+/// `(bucket << 1) | 1`, which tells a lockless reader which bucket's chain it has walked (an object
+/// reused under it may have carried it to another chain).
+///
+/// # Invariants
+///
+/// The word was made by [`NullsLink::nulls`] or [`NullsLink::to`] (directly, or stored in a chain and
+/// loaded back): an even word is the address of a `T`, never null.
+pub(crate) struct NullsLink<T>(usize, PhantomData<*const T>);
+
+impl<T> Clone for NullsLink<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for NullsLink<T> {}
+
+impl<T> PartialEq for NullsLink<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl<T> NullsLink<T> {
+    /// The end of bucket `bucket`'s chain.
+    #[inline(always)]
+    pub(crate) fn nulls(bucket: u32) -> Self {
+        const { assert!(core::mem::align_of::<T>() >= 2) };
+        NullsLink(((bucket as usize) << 1) | 1, PhantomData)
+    }
+
+    /// A link to `e`.
+    #[inline(always)]
+    pub(crate) fn to(e: NonNull<T>) -> Self {
+        NullsLink(e.as_ptr() as usize, PhantomData)
+    }
+
+    /// The link stored as `word` in a bucket head or a `next` field of the chain.
+    ///
+    /// The type invariant holds if only words from [`NullsLink::word`] are stored there.
+    #[inline(always)]
+    pub(crate) fn from_word(word: usize) -> Self {
+        NullsLink(word, PhantomData)
+    }
+
+    /// The word to store in a bucket head or a `next` field.
+    #[inline(always)]
+    pub(crate) fn word(self) -> usize {
+        self.0
+    }
+
+    /// The object this link points to, or `None` at the end of a chain.
+    #[inline(always)]
+    pub(crate) fn entry(self) -> Option<NonNull<T>> {
+        if self.0 & 1 == 0 {
+            // SAFETY: an even link is the address of a `T` (the type invariant), never null.
+            Some(unsafe { NonNull::new_unchecked(self.0 as *mut T) })
+        } else {
+            None
+        }
+    }
+}

@@ -47,7 +47,7 @@ use crate::stats::{self, Counter};
 use crate::sys::hash;
 use crate::sys::net::Net;
 use crate::sys::slab::TypesafeCache;
-use crate::sys::sync::{self, BucketGuard, BucketLocks, RacyCell, RcuReadGuard, Words};
+use crate::sys::sync::{self, BucketGuard, BucketLocks, NullsLink, RacyCell, RcuReadGuard, Words};
 use crate::sys::work::{self, DelayedWork, Scheduled};
 use crate::sys::xarray::{UoaNets, UoaNetsGuard};
 use crate::wire::{Addr, Endpoint};
@@ -220,31 +220,8 @@ fn idle_secs(now: u16, used: u16) -> u16 {
 const CLOCK_SKEW_SECS: u16 = 3600;
 const _: () = assert!(crate::uoa::MAX_TIMEOUT_SECS < (u16::MAX - CLOCK_SKEW_SECS) as u32);
 
-/// A link of a chain: the address of the next [`Flow`] (8-aligned, bit 0 clear) or, at the end of a
-/// chain, its nulls marker `(bucket << 1) | 1` (`include/linux/list_nulls.h`).
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Link(usize);
-
-impl Link {
-    fn nulls(bucket: u32) -> Link {
-        Link(((bucket as usize) << 1) | 1)
-    }
-
-    fn to(e: NonNull<Flow>) -> Link {
-        Link(e.as_ptr() as usize)
-    }
-
-    #[inline(always)]
-    fn entry(self) -> Option<NonNull<Flow>> {
-        if self.0 & 1 == 0 {
-            // SAFETY: an even link is the address of a mapping (links are only made by `nulls` and `to`),
-            // never null.
-            Some(unsafe { NonNull::new_unchecked(self.0 as *mut Flow) })
-        } else {
-            None
-        }
-    }
-}
+/// A link of a chain ([`NullsLink`]) to the next [`Flow`].
+type Link = NullsLink<Flow>;
 
 /// The mapping `link` points to, for a reader in `_rcu`'s read-side section, until the section ends.
 ///
@@ -413,7 +390,7 @@ impl Table {
         let guard = self.locks.lock(b);
         let mut prev: &AtomicUsize = self.head(b);
         loop {
-            let link = Link(prev.load(Ordering::Relaxed));
+            let link = Link::from_word(prev.load(Ordering::Relaxed));
             // SAFETY: loaded under `guard` from the head of bucket `b`, or from the `next` of a mapping
             // reached so.
             let Some(f) = (unsafe { locked_flow(link, &guard) }) else {
@@ -497,7 +474,7 @@ pub(crate) fn update(net: &Net, key: &FlowKey, m: &Mapping) -> core::result::Res
     let guard = t.locks.lock(b);
     let mut prev: &AtomicUsize = head;
     loop {
-        let link = Link(prev.load(Ordering::Relaxed));
+        let link = Link::from_word(prev.load(Ordering::Relaxed));
         // SAFETY: loaded under `guard` from the head of the flow's bucket, or from the `next` of a
         // mapping reached so.
         let Some(f) = (unsafe { locked_flow(link, &guard) }) else {
@@ -514,7 +491,7 @@ pub(crate) fn update(net: &Net, key: &FlowKey, m: &Mapping) -> core::result::Res
             unsafe { new.as_ref() }
                 .next
                 .store(f.next.load(Ordering::Relaxed), Ordering::Relaxed);
-            prev.store(Link::to(new).0, Ordering::Release);
+            prev.store(Link::to(new).word(), Ordering::Release);
             stats::inc_net(net, Counter::UoaMappingFree);
             if let Some(e) = link.entry() {
                 // SAFETY: `f` was unlinked just now, under the lock: ours alone.
@@ -539,7 +516,7 @@ pub(crate) fn update(net: &Net, key: &FlowKey, m: &Mapping) -> core::result::Res
     unsafe { new.as_ref() }
         .next
         .store(head.load(Ordering::Relaxed), Ordering::Relaxed);
-    head.store(Link::to(new).0, Ordering::Release);
+    head.store(Link::to(new).word(), Ordering::Release);
     Ok(())
 }
 
@@ -552,7 +529,7 @@ pub(crate) fn lookup(net: &Net, key: &FlowKey, refresh: bool) -> Option<Mapping>
     let (b, head) = t.bucket_of(inum, key);
     let rcu = RcuReadGuard::new();
     'walk: loop {
-        let mut link = Link(head.load(Ordering::Acquire));
+        let mut link = Link::from_word(head.load(Ordering::Acquire));
         // SAFETY: `link` is loaded in `rcu`'s section from the bucket's head, then from the `next` of
         // the mappings reached so.
         while let Some(f) = unsafe { rcu_flow(link, &rcu) } {
@@ -569,7 +546,7 @@ pub(crate) fn lookup(net: &Net, key: &FlowKey, refresh: bool) -> Option<Mapping>
                     return Some(data.mapping());
                 }
             }
-            link = Link(f.next.load(Ordering::Acquire));
+            link = Link::from_word(f.next.load(Ordering::Acquire));
         }
         if link != Link::nulls(b) {
             // Carried to another chain by a mapping reused under us: start over.
@@ -587,15 +564,18 @@ pub(crate) fn next_row(inum: u32, mut b: u32, mut after: Option<FlowKey>) -> Opt
     let t = table()?;
     let now = now_secs();
     while b < t.buckets() {
-        if Link(t.head(b).load(Ordering::Relaxed)).entry().is_some() {
+        if Link::from_word(t.head(b).load(Ordering::Relaxed))
+            .entry()
+            .is_some()
+        {
             let guard = t.locks.lock(b);
             let mut first = None;
             let mut past_after = after.is_none();
-            let mut link = Link(t.head(b).load(Ordering::Relaxed));
+            let mut link = Link::from_word(t.head(b).load(Ordering::Relaxed));
             // SAFETY: loaded under `guard` from the head of bucket `b`, then from the `next` of the
             // mappings reached so.
             while let Some(f) = unsafe { locked_flow(link, &guard) } {
-                link = Link(f.next.load(Ordering::Relaxed));
+                link = Link::from_word(f.next.load(Ordering::Relaxed));
                 let used = f.used.load(Ordering::Relaxed);
                 if f.inum.load(Ordering::Relaxed) != inum || t.expired(now, used) {
                     continue;
@@ -668,7 +648,10 @@ unsafe extern "C" fn toa_uoa_sweep(_work: *mut crate::ffi::WorkStruct) {
     // Held while mappings are accounted to the namespaces found in the index (see `UoaNets`).
     let nets: UoaNetsGuard = UoaNets::lock();
     for b in start..end {
-        if Link(t.head(b).load(Ordering::Relaxed)).entry().is_none() {
+        if Link::from_word(t.head(b).load(Ordering::Relaxed))
+            .entry()
+            .is_none()
+        {
             continue;
         }
         t.remove_where(
@@ -714,7 +697,7 @@ impl FlowMap {
         // One `kvmalloc` of exactly `buckets` words, as `kvmalloc_array` does.
         let mut heads = KVVec::with_capacity(buckets as usize, GFP_KERNEL)?;
         for b in 0..buckets {
-            heads.push(AtomicUsize::new(Link::nulls(b).0), GFP_KERNEL)?;
+            heads.push(AtomicUsize::new(Link::nulls(b).word()), GFP_KERNEL)?;
         }
         let table = KBox::new(
             Table {
@@ -742,12 +725,12 @@ impl Drop for FlowMap {
         // SAFETY: came from `KBox::leak` in `new`; no one else uses it any more.
         let t = unsafe { KBox::from_raw(self.0.as_ptr()) };
         for b in 0..t.buckets() {
-            let mut link = Link(t.head(b).load(Ordering::Relaxed));
+            let mut link = Link::from_word(t.head(b).load(Ordering::Relaxed));
             while let Some(e) = link.entry() {
                 // SAFETY: the table's only user left; `next` is read before `e` is freed. Namespaces
                 // flushed their own mappings at their exit, so nothing is left to account.
                 unsafe {
-                    link = Link(e.as_ref().next.load(Ordering::Relaxed));
+                    link = Link::from_word(e.as_ref().next.load(Ordering::Relaxed));
                     t.free_now(e);
                 }
             }
