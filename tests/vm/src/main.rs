@@ -18,6 +18,8 @@
 //!   closed with queued children);
 //! - `procfs`: `/proc/net/toa_stats`, `/proc/net/toa_table`, the `table_buckets` parameter;
 //! - `lifecycle`: rmmod with live sockets, the samples' C server;
+//! - `ops_escape`: subsystems that copy a socket's operation tables (kTLS, ESP in TCP) keep no toa
+//!   address after rmmod;
 //! - `ip_options`: the IP-option TOA;
 //! - `security`: `trusted_sources`, network namespaces, module parameters;
 //! - `stress`: adversarial connections, unload under load;
@@ -36,6 +38,7 @@ mod fixture;
 mod handshake;
 mod ip_options;
 mod lifecycle;
+mod ops_escape;
 mod procfs;
 mod security;
 mod stress;
@@ -89,6 +92,8 @@ const TESTS: &[Test] = &[
     test!(stress::adversarial_connections),
     test!(stress::unload_under_load),
     test!(lifecycle::rmmod_with_live_sockets),
+    test!(ops_escape::ktls_after_rmmod),
+    test!(ops_escape::espintcp6_after_rmmod),
     test!(uoa::uoa_matrix),
     test!(uoa::uoa_dpvs_layout),
     test!(uoa::uoa_option_on_first_datagrams_only),
