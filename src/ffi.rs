@@ -72,7 +72,35 @@ opaque! {
     DelayedWork;
     /// `struct work_struct`.
     WorkStruct;
+    /// `struct inet_connection_sock_af_ops`: a connection-oriented socket's per-family operations.
+    AfOps;
+    /// `struct proto_ops`: a socket's calls (`bind`, `accept`, `getname`...).
+    ProtoOps;
+    /// `struct hlist_nulls_node`: a link of a nulls-terminated hash chain.
+    HlistNullsNode;
+    /// `struct request_sock`: a connection request (handshake in progress).
+    RequestSock;
+    /// `struct dst_entry`: a route.
+    DstEntry;
 }
+
+/// `inet_connection_sock_af_ops.syn_recv_sock`: creates the child socket of a listener `sk` from the
+/// packet `skb` that completes the handshake of `req`; sets `*own_req` when the child is the one
+/// hashed. `opt_child_init` (MPTCP's, or null) initialises the child before it is hashed.
+pub(crate) type SynRecvSockFn = unsafe extern "C" fn(
+    sk: *const Sock,
+    skb: *mut SkBuff,
+    req: *mut RequestSock,
+    dst: *mut DstEntry,
+    req_unhash: *mut RequestSock,
+    own_req: *mut bool,
+    opt_child_init: *const c_void,
+) -> *mut Sock;
+
+/// `proto_ops.getname`: writes the socket's local (`peer == 0`) or peer (`peer != 0`; 2 from `accept()`)
+/// address at `addr`; returns its length or a negative errno.
+pub(crate) type GetnameFn =
+    unsafe extern "C" fn(sock: *mut Socket, addr: *mut u8, peer: c_int) -> c_int;
 
 /// `NF_ACCEPT` (`include/uapi/linux/netfilter.h`): let the packet go on.
 pub(crate) const NF_ACCEPT: u32 = 1;
@@ -85,8 +113,6 @@ pub(crate) const SEQ_START_TOKEN: *mut c_void = 1 as *mut c_void;
 pub(crate) const AF_INET: u16 = 2;
 /// `AF_INET6` (`include/linux/socket.h`).
 pub(crate) const AF_INET6: u16 = 10;
-/// `ETH_P_IP` (`include/uapi/linux/if_ether.h`), host order.
-pub(crate) const ETH_P_IP: u16 = 0x0800;
 /// `TCP_SYN_SENT`, `TCP_CLOSE` and `TCP_LISTEN` of `include/net/tcp_states.h`.
 pub(crate) const TCP_SYN_SENT: u8 = 2;
 /// See [`TCP_SYN_SENT`].
@@ -102,15 +128,13 @@ extern "C" {
     pub(crate) static mut toa_param_trusted_sources: *const c_char;
 
     // ---- probes
-    pub(crate) static mut toa_krp_tcp_v4_syn_recv_sock: Kretprobe;
-    pub(crate) static mut toa_krp_tcp_v6_syn_recv_sock: Kretprobe;
-    pub(crate) static mut toa_krp_inet_getname: Kretprobe;
-    pub(crate) static mut toa_krp_inet6_getname: Kretprobe;
+    pub(crate) static mut toa_krp_listen_start: Kretprobe;
     pub(crate) static mut toa_ftrace_sock_destruct: FtraceOps;
+    pub(crate) static mut toa_ftrace_listen_stop: FtraceOps;
+    pub(crate) static mut toa_ftrace_tcp_set_ulp: FtraceOps;
     pub(crate) fn toa_kri_data(ri: *mut KretprobeInstance) -> *mut c_void;
     pub(crate) fn toa_regs_arg(regs: *mut PtRegs, n: c_uint) -> c_ulong;
     pub(crate) fn toa_regs_ret(regs: *mut PtRegs) -> c_ulong;
-    pub(crate) fn toa_regs_set_ret(regs: *mut PtRegs, rc: c_ulong);
     pub(crate) fn toa_kretprobe_nmissed(rp: *const Kretprobe) -> c_ulong;
     pub(crate) fn register_kretprobe(rp: *mut Kretprobe) -> c_int;
     pub(crate) fn unregister_kretprobe(rp: *mut Kretprobe);
@@ -126,6 +150,50 @@ extern "C" {
     pub(crate) fn toa_ftrace_recursion_trylock(ip: c_ulong, parent_ip: c_ulong) -> c_int;
     pub(crate) fn toa_ftrace_recursion_unlock(bit: c_int);
     pub(crate) fn toa_fregs_arg(fregs: *mut FtraceRegs, n: c_uint) -> c_ulong;
+
+    // ---- operation tables
+    pub(crate) static mut toa_af_ops_v4: AfOps;
+    pub(crate) static mut toa_af_ops_v6: AfOps;
+    pub(crate) fn toa_af_ops_copy(dst: *mut AfOps, src: *const AfOps);
+    pub(crate) fn toa_af_ops_syn_recv_sock(ops: *const AfOps) -> SynRecvSockFn;
+    pub(crate) fn toa_af_ops_set_syn_recv_sock(ops: *mut AfOps, f: SynRecvSockFn);
+    pub(crate) fn toa_proto_ops_dup(ops: *const ProtoOps) -> *mut ProtoOps;
+    pub(crate) fn toa_kmemleak_not_leak(ptr: *const c_void);
+    pub(crate) fn toa_proto_ops_getname(ops: *const ProtoOps) -> GetnameFn;
+    pub(crate) fn toa_proto_ops_set_getname(ops: *mut ProtoOps, f: GetnameFn);
+    pub(crate) fn toa_sk_af_ops(sk: *const Sock) -> *const AfOps;
+    pub(crate) fn toa_sk_swap_af_ops(sk: *mut Sock, old: *const AfOps, new: *const AfOps) -> bool;
+    pub(crate) fn toa_sk_socket(sk: *const Sock) -> *mut Socket;
+    pub(crate) fn toa_sk_kern(sk: *const Sock) -> bool;
+    pub(crate) fn toa_socket_ops(sock: *const Socket) -> *const ProtoOps;
+    pub(crate) fn toa_socket_swap_ops(
+        sock: *mut Socket,
+        old: *const ProtoOps,
+        new: *const ProtoOps,
+    ) -> bool;
+    pub(crate) fn toa_lock_sock(sk: *mut Sock);
+    pub(crate) fn toa_release_sock(sk: *mut Sock);
+    pub(crate) fn toa_sock_hold(sk: *mut Sock);
+    pub(crate) fn toa_sock_put(sk: *mut Sock);
+    pub(crate) fn toa_lhash2_buckets() -> c_uint;
+    pub(crate) fn toa_lhash2_lock(i: c_uint) -> *mut SpinLock;
+    pub(crate) fn toa_lhash2_first(i: c_uint) -> *mut HlistNullsNode;
+    pub(crate) fn toa_nulls_node_sk(node: *mut HlistNullsNode) -> *mut Sock;
+    pub(crate) fn toa_sk_nulls_next(sk: *const Sock) -> *mut HlistNullsNode;
+    pub(crate) fn toa_spin_lock(lock: *mut SpinLock);
+    pub(crate) fn toa_spin_unlock(lock: *mut SpinLock);
+    pub(crate) fn toa_synchronize_rcu_tasks();
+    pub(crate) fn msleep(msecs: c_uint);
+    pub(crate) fn kfree(ptr: *const c_void);
+    pub(crate) static mut init_net: Net;
+    pub(crate) fn sock_create_kern(
+        net: *mut Net,
+        family: c_int,
+        ty: c_int,
+        protocol: c_int,
+        res: *mut *mut Socket,
+    ) -> c_int;
+    pub(crate) fn sock_release(sock: *mut Socket);
 
     // ---- getsockopt
     pub(crate) static mut toa_sockopt_ops: NfSockoptOps;
@@ -230,7 +298,6 @@ extern "C" {
     pub(crate) fn toa_sk_v6_daddr(sk: *const Sock) -> *const [u8; 16];
     pub(crate) fn toa_sk_num(sk: *const Sock) -> u16;
     pub(crate) fn toa_sk_dport(sk: *const Sock) -> u16;
-    pub(crate) fn toa_skb_protocol(skb: *const SkBuff) -> u16;
     pub(crate) fn toa_skb_network_header(skb: *const SkBuff) -> *const u8;
     pub(crate) fn toa_skb_network_header_len(skb: *const SkBuff) -> c_uint;
     pub(crate) fn toa_skb_transport_header(skb: *const SkBuff) -> *const u8;

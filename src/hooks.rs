@@ -1,28 +1,27 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The hook handlers: where toa sees connections being born, named and destroyed.
+//! The handlers: where toa sees connections being born, named and destroyed.
 //!
-//! * `tcp_v4_syn_recv_sock` / `tcp_v6_syn_recv_sock` (return): the kernel created a child socket from the
-//!   packet that completes the handshake (final ACK, SYN-cookie ACK, or TCP Fast Open SYN). When the
-//!   kernel keeps it (`*own_req`), its TCP options are scanned and a TOA is stored for the child. An
-//!   IPv4 packet reaching an IPv6 listener (v4-mapped) goes through `tcp_v6_syn_recv_sock`, which calls
-//!   `tcp_v4_syn_recv_sock`: only the inner (v4) probe handles it, so no connection is processed twice.
-//! * `inet_getname` / `inet6_getname` (return, for sockets with an entry): `accept()` and `getpeername()`
-//!   pass here; the peer address the kernel just wrote is replaced by the stored client address.
+//! * [`connection_created`]: the kernel created a child socket from the packet that completes the
+//!   handshake (final ACK, SYN-cookie ACK, or TCP Fast Open SYN) and keeps it. Its TCP options are
+//!   scanned and a TOA is stored for the child. Reached through the listener's `syn_recv_sock`
+//!   (`src/redirect.rs`), in softirq context.
+//! * [`getname`]: `accept()` and `getpeername()` on a TOA socket get the stored client address, and
+//!   `getsockname()` the VIP the TOA carried. Reached through the socket's `getname`.
 //! * `inet_sock_destruct` (an ftrace callback at its entry, not a kprobe, see `src/toa_shim.c`): every
 //!   inet socket ends here before its memory is freed; its entry is removed.
 //!
-//! Handlers run with preemption disabled (softirq for `syn_recv_sock`), never sleep, and never fail the
-//! probed call: toa only ever adds information.
+//! Handlers never sleep and never fail the call they are in: toa only ever adds information.
 
-use crate::ffi::{self, AF_INET, AF_INET6, ETH_P_IP};
+use crate::ffi::{self, AF_INET, AF_INET6, TCP_CLOSE, TCP_SYN_SENT};
 use crate::sockaddr::{SockaddrIn, SockaddrIn6};
 use crate::stats::{self, Counter};
 use crate::store;
 use crate::sys::params;
-use crate::sys::probes::{ftrace_callback, kretprobe_handler, FtraceCall, KretprobeCall};
-use crate::sys::skb::{SkBuff, TcpSkBuff};
-use crate::sys::sock::{Sock, Socket};
+use crate::sys::ops::GetnameCall;
+use crate::sys::probes::{ftrace_callback, FtraceCall};
+use crate::sys::skb::TcpSkBuff;
+use crate::sys::sock::Sock;
 use crate::sys::task;
 use crate::trust::TrustList;
 use crate::wire::{self, Addr, Endpoint, Scan, Toa};
@@ -40,59 +39,11 @@ macro_rules! toa_debug {
     };
 }
 
-/// What the `syn_recv_sock` entry handler keeps for the return handler.
-#[derive(Clone, Copy)]
-struct SynRecvCall {
-    /// The packet that completes the handshake.
-    skb: *const ffi::SkBuff,
-    /// The caller's `own_req` (`bool *`), written by the probed function before it returns.
-    own_req: *const bool,
-}
-
-/// What the getname entry handler keeps for the return handler: the endpoint to report, copied from the
-/// socket's entry at entry (it cannot change during the call: an entry goes only when its socket is
-/// destroyed, and the caller holds a reference to the socket).
-#[derive(Clone, Copy)]
-struct GetnameCall {
-    /// The socket's `sk`.
-    sk: *const ffi::Sock,
-    /// The kernel buffer the probed call fills (`struct sockaddr *`).
-    uaddr: *mut u8,
-    /// The client (`getpeername`, `accept`) or the VIP (`getsockname`).
-    ep: Endpoint,
-    /// Whether the call asks for the peer (`peer != 0`).
-    peer: bool,
-}
-
-kretprobe_handler!(toa_syn_recv_sock_entry => syn_recv_sock_entry);
-kretprobe_handler!(toa_tcp_v4_syn_recv_sock_ret => tcp_v4_syn_recv_sock_ret);
-kretprobe_handler!(toa_tcp_v6_syn_recv_sock_ret => tcp_v6_syn_recv_sock_ret);
-kretprobe_handler!(toa_getname_entry => getname_entry);
-kretprobe_handler!(toa_getname_ret => getname_ret);
 ftrace_callback!(toa_sock_destruct_ftrace => sock_destruct, missed: destruct_was_missed);
 
-/// Entry handler of both `syn_recv_sock` kretprobes, at the entry of
-/// `tcp_v{4,6}_syn_recv_sock(sk, skb, req, dst, req_unhash, own_req)`: saves the skb and `own_req` of the
-/// call.
-fn syn_recv_sock_entry(call: &KretprobeCall) -> c_int {
-    call.put(SynRecvCall {
-        skb: call.arg(1) as *const ffi::SkBuff,
-        own_req: call.arg(5) as *const bool,
-    });
-    0
-}
-
-/// Common return path of both `syn_recv_sock` probes: the new child (or null) and the call's data.
-fn syn_recv_sock_ret(call: &KretprobeCall, d: &SynRecvCall) {
-    let child = call.ret() as *const ffi::Sock;
-    // SAFETY: `own_req` points at the caller's `bool`, written by the probed function before returning.
-    if child.is_null() || d.own_req.is_null() || !unsafe { d.own_req.read() } {
-        return;
-    }
-    // SAFETY: cannot be avoided, the probed function's arguments and return value are untyped
-    // registers: `child` is the new socket, locked and referenced by the caller; `skb` is the packet in
-    // TCP's receive path that created it, held by the caller.
-    let (child, skb) = unsafe { (Sock::from_raw(child), SkBuff::from_raw(d.skb).as_tcp()) };
+/// The kernel created `child` from `skb`, the packet that completes the handshake, and keeps it: its
+/// TOA, if any, is stored.
+pub(crate) fn connection_created(skb: &TcpSkBuff, child: &Sock) {
     let Some(toa) = find_toa(skb, child) else {
         stats::inc(child, Counter::SynRecvSockNoToa);
         return;
@@ -216,59 +167,6 @@ fn ip_or_tcp_toa(skb: &TcpSkBuff, child: &Sock, ip_header: &[u8]) -> Option<Toa>
     }
 }
 
-/// Return handler of the `tcp_v4_syn_recv_sock` kretprobe.
-fn tcp_v4_syn_recv_sock_ret(call: &KretprobeCall) -> c_int {
-    // SAFETY: the entry handler of this probe, `syn_recv_sock_entry`, stored a `SynRecvCall`.
-    syn_recv_sock_ret(call, unsafe { call.get::<SynRecvCall>() });
-    0
-}
-
-/// Return handler of the `tcp_v6_syn_recv_sock` kretprobe (native IPv6 packets only).
-fn tcp_v6_syn_recv_sock_ret(call: &KretprobeCall) -> c_int {
-    // SAFETY: the entry handler of this probe, `syn_recv_sock_entry`, stored a `SynRecvCall`.
-    let d = unsafe { call.get::<SynRecvCall>() };
-    // SAFETY: the skb saved at entry, still held by the probed function's caller, in TCP's receive
-    // path.
-    let skb = unsafe { SkBuff::from_raw(d.skb) };
-    // A v4-mapped connection: `tcp_v6_syn_recv_sock` called `tcp_v4_syn_recv_sock`, whose probe
-    // already handled it.
-    if skb.protocol_be() != ETH_P_IP.to_be() {
-        syn_recv_sock_ret(call, d);
-    }
-    0
-}
-
-/// Entry handler of the `inet_getname`/`inet6_getname(sock, uaddr, peer)` kretprobes: when the socket
-/// has an entry with something to report (the client for `peer != 0`, else the VIP when there is one
-/// and `getsockname_vip` is on), copies it for the return handler; on any other socket (most of them),
-/// returns 1 so that the kprobes core installs no return hook (the call then costs no return probe).
-fn getname_entry(call: &KretprobeCall) -> c_int {
-    let peer = call.arg(2) as c_int != 0;
-    if !peer && !params::getsockname_vip() {
-        return 1;
-    }
-    // SAFETY: cannot be avoided, an untyped register: the first argument, the `struct socket` the
-    // caller holds a reference to for the whole call.
-    let sock = unsafe { Socket::from_raw(call.arg(0) as *const ffi::Socket) };
-    let Some(sk) = sock.sk() else {
-        return 1;
-    };
-    // `lookup` is safe in a breakpoint's context (RCU and plain loads only).
-    let Some(toa) = store::lookup(sk) else {
-        return 1;
-    };
-    let Some(ep) = (if peer { Some(toa.client) } else { toa.vip }) else {
-        return 1;
-    };
-    call.put(GetnameCall {
-        sk: sk.as_ptr(),
-        uaddr: call.arg(1) as *mut u8,
-        ep,
-        peer,
-    });
-    0
-}
-
 /// `sizeof(struct sockaddr_in6)`, the return value of a getname that wrote one.
 const SOCKADDR_IN6_LEN: usize = core::mem::size_of::<SockaddrIn6>();
 
@@ -291,77 +189,55 @@ fn caller_buffer_holds_sockaddr_in6() -> bool {
             .is_some_and(|l| usize::try_from(l).is_ok_and(|l| l >= SOCKADDR_IN6_LEN))
 }
 
-/// Writes `ep` over the address a getname call of a socket of `family` just wrote at `uaddr`, by the
-/// family rules of the README: the socket's own family, IPv4 as `::ffff:a.b.c.d` on `AF_INET6`, and an
-/// IPv6 address on an `AF_INET` socket only in the IP-option TOA/UOA design's mode when the caller's
-/// buffer holds it. Returns whether it wrote.
-///
-/// # Safety
-///
-/// `uaddr` holds the `sockaddr_in` (`AF_INET`) or `sockaddr_in6` (`AF_INET6`) the probed
-/// `inet_getname`/`inet6_getname` just wrote; `call` is its return.
-unsafe fn rewrite(uaddr: *mut u8, family: u16, ep: &Endpoint, call: &KretprobeCall) -> bool {
-    match (family, ep.addr) {
-        (AF_INET, Addr::V4(a)) => {
-            // SAFETY: `inet_getname` just wrote a `sockaddr_in` (16 bytes) at `uaddr`.
-            unsafe {
-                uaddr
-                    .cast::<SockaddrIn>()
-                    .write_unaligned(SockaddrIn::new(a, ep.port))
-            };
-            true
-        }
+/// Writes `ep` as the answer of a getname call, by the family rules of the README: the socket's own
+/// family, IPv4 as `::ffff:a.b.c.d` on `AF_INET6`, and an IPv6 address on an `AF_INET` socket only in
+/// the IP-option TOA/UOA design's mode (`nat64_getpeername`) when the caller's buffer holds it. Returns
+/// the answer's length, or `None` when `ep` cannot be given on this socket.
+fn answer(call: &GetnameCall<'_>, ep: &Endpoint) -> Option<c_int> {
+    match (call.kernel().family(), ep.addr) {
+        (AF_INET, Addr::V4(a)) => call.write_in(SockaddrIn::new(a, ep.port)),
         (AF_INET, Addr::V6(a))
             if params::nat64_getpeername() && caller_buffer_holds_sockaddr_in6() =>
         {
             // SAFETY: the caller is one of the getname/accept syscalls, whose kernel buffer is a
             // `sockaddr_storage` (128 bytes), and whose user buffer holds the 28 bytes returned.
-            unsafe {
-                uaddr
-                    .cast::<SockaddrIn6>()
-                    .write_unaligned(SockaddrIn6::new(a, ep.port))
-            };
-            call.set_ret(SOCKADDR_IN6_LEN);
-            true
+            unsafe { call.write_in6_unchecked(SockaddrIn6::new(a, ep.port)) }
         }
-        (AF_INET6, _) => {
-            // SAFETY: `inet6_getname` just wrote a `sockaddr_in6` (28 bytes) at `uaddr`.
-            unsafe {
-                uaddr
-                    .cast::<SockaddrIn6>()
-                    .write_unaligned(SockaddrIn6::mapped(ep))
-            };
-            true
-        }
-        _ => false,
+        (AF_INET6, _) => call.write_in6(SockaddrIn6::mapped(ep)),
+        _ => None,
     }
 }
 
-/// Return handler of the getname kretprobes: for a TOA connection, `accept()`/`getpeername()` get the
-/// client, `getsockname()` the VIP when the TOA carried one (and `getsockname_vip` is on). The endpoint
-/// was copied from the entry by [`getname_entry`], which installs this handler only then.
-fn getname_ret(call: &KretprobeCall) -> c_int {
-    // SAFETY: the entry handler of this probe, `getname_entry`, stored a `GetnameCall` (it returns 0
-    // only then).
-    let d = unsafe { call.get::<GetnameCall>() };
-    if (call.ret() as c_int) < 0 {
-        return 0;
-    }
-    // SAFETY: `sk` is the socket the caller holds a reference to for the whole call.
-    let sk = unsafe { Sock::from_raw(d.sk) };
-    // SAFETY: `uaddr` is the call's buffer, just filled by the probed function; `call` is its return.
-    if unsafe { rewrite(d.uaddr, sk.family(), &d.ep, call) } {
-        if d.peer {
-            stats::inc(sk, Counter::GetnameToaOk);
+/// `getname` on a socket with a TOA: `accept()`/`getpeername()` get the client, `getsockname()` the
+/// VIP when the TOA carried one (and `getsockname_vip` is on).
+///
+/// A peer answer needs no socket lock: it comes from the entry, which lives as long as the socket. The
+/// kernel's own checks are kept: `-ENOTCONN` for a socket without a peer port, and for
+/// `getpeername()` in `CLOSE` or `SYN_SENT`. The cgroup BPF `getpeername` hook does not run (its
+/// answer would be replaced anyway).
+pub(crate) fn getname(call: &GetnameCall<'_>, sk: &Sock, toa: &Toa) -> c_int {
+    let peer = call.peer();
+    if peer == 0 {
+        let ret = call.forward();
+        if ret >= 0 && params::getsockname_vip() {
+            if let Some(len) = toa.vip.as_ref().and_then(|vip| answer(call, vip)) {
+                toa_debug!("getsockname on sk {:p}: {}\n", sk.as_ptr(), toa.vip.as_ref().unwrap_or(&toa.client));
+                return len;
+            }
         }
-        toa_debug!(
-            "{} on sk {:p}: {}\n",
-            if d.peer { "getname" } else { "getsockname" },
-            sk.as_ptr(),
-            d.ep
-        );
+        return ret;
     }
-    0
+    if sk.dport_be() == 0 || (peer == 1 && matches!(sk.state(), TCP_CLOSE | TCP_SYN_SENT)) {
+        return -(kernel::bindings::ENOTCONN as c_int);
+    }
+    match answer(call, &toa.client) {
+        Some(len) => {
+            stats::inc(sk, Counter::GetnameToaOk);
+            toa_debug!("getname on sk {:p}: {}\n", sk.as_ptr(), toa.client);
+            len
+        }
+        None => call.forward(),
+    }
 }
 
 /// Socket destructions the destructor callback could not handle (ftrace's recursion check refused it);

@@ -24,13 +24,13 @@
 
 use crate::ffi::{self, AF_INET};
 use crate::hooks;
+use crate::redirect;
 use crate::sockaddr::{Sockaddr, SockaddrIn, SockaddrIn6};
 use crate::stats::{self, Counter};
 use crate::store::{self, BucketGuard, Entry, LockedChain};
 use crate::sys::net::Net;
 use crate::sys::percpu::Cpu;
 use crate::sys::pernet::{pernet_callbacks, PernetOps, PernetRegistration};
-use crate::sys::probes::Kretprobe;
 use crate::sys::proc::{
     seq_callbacks, Format, Hashed, PrivateSeqOps, Record, SeqFile, SeqOps, Shown, SingleShow,
 };
@@ -61,19 +61,13 @@ fn stats_row(seq: &SeqFile, name: &CStr, value: impl Fn(Cpu) -> u64) {
     seq.puts(c"\n");
 }
 
-/// Kernel-wide probe misses, as (row name, count).
-fn probe_misses() -> [(&'static CStr, u64); 5] {
+/// Kernel-wide hook misses, as (row name, count).
+fn probe_misses() -> [(&'static CStr, u64); 4] {
+    let (listen_start, listen_stop, tcp_set_ulp) = redirect::missed();
     [
-        (
-            c"missed_v4_syn_recv_sock",
-            Kretprobe::TcpV4SynRecvSock.nmissed(),
-        ),
-        (
-            c"missed_v6_syn_recv_sock",
-            Kretprobe::TcpV6SynRecvSock.nmissed(),
-        ),
-        (c"missed_inet_getname", Kretprobe::InetGetname.nmissed()),
-        (c"missed_inet6_getname", Kretprobe::Inet6Getname.nmissed()),
+        (c"missed_listen_start", listen_start),
+        (c"missed_listen_stop", listen_stop),
+        (c"missed_tcp_set_ulp", tcp_set_ulp),
         (c"missed_sock_destruct", hooks::destruct_missed()),
     ]
 }

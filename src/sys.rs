@@ -11,6 +11,7 @@
 pub(crate) mod hash;
 pub(crate) mod net;
 pub(crate) mod netfilter;
+pub(crate) mod ops;
 pub(crate) mod params;
 pub(crate) mod percpu;
 pub(crate) mod pernet;

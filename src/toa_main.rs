@@ -11,8 +11,8 @@
 //! Layers, bottom up:
 //! * [`wire`]: pure parsing of the option bytes (no kernel types; host-tested and fuzzed);
 //! * [`store`]: the per-socket store (an RCU hash table like TCP's established one), [`stats`]: per-CPU counters;
-//! * [`hooks`]: the probe and ftrace handlers (connection created, named, destroyed), registered by
-//!   [`sys::probes`];
+//! * [`hooks`]: the handlers (connection created, named, destroyed); [`redirect`]: how they are reached,
+//!   through toa's copies of TCP's tables on listeners, and the unload protocol;
 //! * [`sockopt`] and [`procfs`]: the user API;
 //! * [`uoa`]: the same for UDP (UOA): flow map, netfilter hooks, getsockopt 2048/2049, `/proc/net/uoa_table`;
 //! * this file: module parameters check, init and exit, in dependency order.
@@ -25,6 +25,7 @@ use kernel::prelude::*;
 mod ffi;
 mod hooks;
 mod procfs;
+mod redirect;
 mod sockaddr;
 mod sockopt;
 mod stats;
@@ -36,7 +37,7 @@ pub mod trust;
 // `pub`: this file is also the public API of the host crate `toa-wire`.
 pub mod wire;
 
-use sys::probes::{FtraceHook, FtraceRegistration, Kretprobe, KretprobeRegistration};
+use sys::probes::{FtraceHook, FtraceRegistration};
 
 /// toa's version, printed at load and shown by `modinfo`.
 const VERSION: &str = "0.1.0";
@@ -55,14 +56,14 @@ struct Toa {
 }
 
 /// What the module registered and owns. Fields drop in declaration order, which is the teardown order:
-/// first the hooks that add entries or look them up, then the user API (the /proc dump reads the
-/// entries' sockets), then the destructor hook, then the store (frees what is left after an RCU grace
-/// period, without touching sockets: they may be gone), then the counters.
+/// first what adds entries or looks them up (the listeners' tables, whose unload protocol is in
+/// `src/redirect.rs`), then the user API (the /proc dump reads the entries' sockets), then the
+/// destructor hook, then the store (frees what is left after an RCU grace period, without touching
+/// sockets: they may be gone), then the counters.
 struct Parts {
     // UDP first: it uses the counters, the trusted sources and the namespaces' toa state below.
     _uoa: Option<uoa::Uoa>,
-    _getname: [KretprobeRegistration; 2],
-    _syn_recv_sock: [KretprobeRegistration; 2],
+    _redirect: redirect::Redirect,
     _sockopt: sockopt::SockoptRegistration,
     _proc: procfs::ProcRegistration,
     // The destructor hook goes only after the last reader of sockets through the store (/proc).
@@ -83,14 +84,7 @@ impl kernel::Module for Toa {
         let destruct = FtraceRegistration::register(FtraceHook::InetSockDestruct)?;
         let proc = procfs::ProcRegistration::register()?;
         let sockopt = sockopt::register()?;
-        let syn_recv_sock = [
-            KretprobeRegistration::register(Kretprobe::TcpV4SynRecvSock)?,
-            KretprobeRegistration::register(Kretprobe::TcpV6SynRecvSock)?,
-        ];
-        let getname = [
-            KretprobeRegistration::register(Kretprobe::InetGetname)?,
-            KretprobeRegistration::register(Kretprobe::Inet6Getname)?,
-        ];
+        let redirect = redirect::Redirect::new()?;
         let uoa = uoa::Uoa::new()?;
         pr_info!(
             "toa load success, TOA version {}{}\n",
@@ -99,8 +93,7 @@ impl kernel::Module for Toa {
         );
         let parts = Parts {
             _uoa: uoa,
-            _getname: getname,
-            _syn_recv_sock: syn_recv_sock,
+            _redirect: redirect,
             _sockopt: sockopt,
             _proc: proc,
             _destruct: destruct,

@@ -32,7 +32,11 @@
 #include <linux/netfilter_ipv6.h>
 #include <linux/workqueue.h>
 #include <linux/xarray.h>
+#include <linux/kmemleak.h>
+#include <net/inet_connection_sock.h>
 #include <net/inet_hashtables.h>
+#include <net/tcp.h>
+#include <net/transp_v6.h>
 #include <net/inet_sock.h>
 #include <net/ipv6.h>
 #include <net/net_namespace.h>
@@ -82,40 +86,16 @@ MODULE_PARM_DESC(getsockname_vip,
 #define TOA_KRP_DATA_SIZE (8 * sizeof(void *))
 
 /*
- * inet_getname() takes lock_sock() and may sleep while holding a kretprobe instance: give getname probes
- * room for many concurrent callers. Exhaustion is counted in nmissed and
- * shown in /proc/net/toa_stats.
+ * inet_csk_listen_start() returns with the socket in its listening hash: its return handler gives a new TCP
+ * listener toa's operation tables (src/redirect.rs). It does not sleep; room for many concurrent listen()
+ * calls, a miss is counted (missed_listen) and leaves that listener without TOA.
  */
-#define TOA_GETNAME_MAXACTIVE 1024
-
-struct kretprobe toa_krp_tcp_v4_syn_recv_sock = {
-	.kp.symbol_name = "tcp_v4_syn_recv_sock",
-	.entry_handler = toa_syn_recv_sock_entry,
-	.handler = toa_tcp_v4_syn_recv_sock_ret,
+struct kretprobe toa_krp_listen_start = {
+	.kp.symbol_name = "inet_csk_listen_start",
+	.entry_handler = toa_listen_start_entry,
+	.handler = toa_listen_start_ret,
 	.data_size = TOA_KRP_DATA_SIZE,
-};
-
-struct kretprobe toa_krp_tcp_v6_syn_recv_sock = {
-	.kp.symbol_name = "tcp_v6_syn_recv_sock",
-	.entry_handler = toa_syn_recv_sock_entry,
-	.handler = toa_tcp_v6_syn_recv_sock_ret,
-	.data_size = TOA_KRP_DATA_SIZE,
-};
-
-struct kretprobe toa_krp_inet_getname = {
-	.kp.symbol_name = "inet_getname",
-	.entry_handler = toa_getname_entry,
-	.handler = toa_getname_ret,
-	.data_size = TOA_KRP_DATA_SIZE,
-	.maxactive = TOA_GETNAME_MAXACTIVE,
-};
-
-struct kretprobe toa_krp_inet6_getname = {
-	.kp.symbol_name = "inet6_getname",
-	.entry_handler = toa_getname_entry,
-	.handler = toa_getname_ret,
-	.data_size = TOA_KRP_DATA_SIZE,
-	.maxactive = TOA_GETNAME_MAXACTIVE,
+	.maxactive = 64,
 };
 
 /*
@@ -139,6 +119,20 @@ struct ftrace_ops toa_ftrace_sock_destruct = {
 	.func = toa_sock_destruct_ftrace,
 	.flags = TOA_FTRACE_ARGS,
 };
+
+/*
+ * A listener leaving the LISTEN state (close, shutdown, disconnect) and a ULP about to be attached to a TCP
+ * socket (TCP_ULP: kTLS, ESP in TCP): both give the socket the kernel's tables back (src/redirect.rs). Same
+ * ops flags as above.
+ */
+struct ftrace_ops toa_ftrace_listen_stop = {
+	.func = toa_listen_stop_ftrace,
+	.flags = TOA_FTRACE_ARGS,
+};
+struct ftrace_ops toa_ftrace_tcp_set_ulp = {
+	.func = toa_tcp_set_ulp_ftrace,
+	.flags = TOA_FTRACE_ARGS,
+};
 int toa_ftrace_recursion_trylock(unsigned long ip, unsigned long parent_ip)
 {
 	return ftrace_test_recursion_trylock(ip, parent_ip);
@@ -149,7 +143,6 @@ unsigned long toa_fregs_arg(struct ftrace_regs *fregs, unsigned int n) { return 
 void *toa_kri_data(struct kretprobe_instance *ri) { return ri->data; }
 unsigned long toa_regs_arg(struct pt_regs *regs, unsigned int n) { return regs_get_kernel_argument(regs, n); }
 unsigned long toa_regs_ret(struct pt_regs *regs) { return regs_return_value(regs); }
-void toa_regs_set_ret(struct pt_regs *regs, unsigned long rc) { regs_set_return_value(regs, rc); }
 unsigned long toa_kretprobe_nmissed(const struct kretprobe *rp) { return rp->nmissed + rp->kp.nmissed; }
 
 /* ---- getsockopt(IPPROTO_IP, TOA_SO_GET_LOOKUP = 4096): include/toa.h ---- */
@@ -394,7 +387,6 @@ const struct in6_addr *toa_sk_v6_rcv_saddr(const struct sock *sk) { return &sk->
 const struct in6_addr *toa_sk_v6_daddr(const struct sock *sk) { return &sk->sk_v6_daddr; }
 __u16 toa_sk_num(const struct sock *sk) { return READ_ONCE(sk->sk_num); }
 __be16 toa_sk_dport(const struct sock *sk) { return READ_ONCE(sk->sk_dport); }
-__be16 toa_skb_protocol(const struct sk_buff *skb) { return skb->protocol; }
 const unsigned char *toa_skb_network_header(const struct sk_buff *skb) { return skb_network_header(skb); }
 unsigned int toa_skb_network_header_len(const struct sk_buff *skb) { return skb_network_header_len(skb); }
 const unsigned char *toa_skb_transport_header(const struct sk_buff *skb) { return skb_transport_header(skb); }
@@ -402,6 +394,65 @@ unsigned int toa_skb_headlen_from_transport(const struct sk_buff *skb)
 {
 	return skb_tail_pointer(skb) - skb_transport_header(skb);
 }
+
+/*
+ * ---- Operation tables (src/sys/ops.rs; the unload protocol is in src/redirect.rs) ----
+ *
+ * toa's copies of TCP's per-family tables, given to listening sockets: the connection table
+ * (icsk_af_ops) is a module static, since no socket keeps it after unload; the socket-call table
+ * (sock->ops) is allocated, since accepted sockets inherit it and may outlive the module.
+ */
+struct inet_connection_sock_af_ops toa_af_ops_v4;
+struct inet_connection_sock_af_ops toa_af_ops_v6;
+
+void toa_af_ops_copy(struct inet_connection_sock_af_ops *dst, const struct inet_connection_sock_af_ops *src)
+{
+	*dst = *src;
+}
+toa_syn_recv_sock_t toa_af_ops_syn_recv_sock(const struct inet_connection_sock_af_ops *ops)
+{
+	return READ_ONCE(ops->syn_recv_sock);
+}
+void toa_af_ops_set_syn_recv_sock(struct inet_connection_sock_af_ops *ops, toa_syn_recv_sock_t f)
+{
+	WRITE_ONCE(ops->syn_recv_sock, f);
+}
+struct proto_ops *toa_proto_ops_dup(const struct proto_ops *ops) { return kmemdup(ops, sizeof(*ops), GFP_KERNEL); }
+void toa_kmemleak_not_leak(const void *ptr) { kmemleak_not_leak(ptr); }
+toa_getname_t toa_proto_ops_getname(const struct proto_ops *ops) { return READ_ONCE(ops->getname); }
+void toa_proto_ops_set_getname(struct proto_ops *ops, toa_getname_t f) { WRITE_ONCE(ops->getname, f); }
+const struct inet_connection_sock_af_ops *toa_sk_af_ops(const struct sock *sk)
+{
+	return READ_ONCE(inet_csk(sk)->icsk_af_ops);
+}
+bool toa_sk_swap_af_ops(struct sock *sk, const struct inet_connection_sock_af_ops *old,
+			const struct inet_connection_sock_af_ops *new)
+{
+	return try_cmpxchg(&inet_csk(sk)->icsk_af_ops, &old, new);
+}
+struct socket *toa_sk_socket(const struct sock *sk) { return READ_ONCE(sk->sk_socket); }
+bool toa_sk_kern(const struct sock *sk) { return sk->sk_kern_sock; }
+const struct proto_ops *toa_socket_ops(const struct socket *sock) { return READ_ONCE(sock->ops); }
+bool toa_socket_swap_ops(struct socket *sock, const struct proto_ops *old, const struct proto_ops *new)
+{
+	return try_cmpxchg(&sock->ops, &old, new);
+}
+void toa_lock_sock(struct sock *sk) { lock_sock(sk); }
+void toa_release_sock(struct sock *sk) { release_sock(sk); }
+void toa_sock_hold(struct sock *sk) { sock_hold(sk); }
+void toa_sock_put(struct sock *sk) { sock_put(sk); }
+/* TCP's listening hash: one for all namespaces (a namespace's own hashinfo shares it). */
+unsigned int toa_lhash2_buckets(void) { return init_net.ipv4.tcp_death_row.hashinfo->lhash2_mask + 1; }
+spinlock_t *toa_lhash2_lock(unsigned int i) { return &init_net.ipv4.tcp_death_row.hashinfo->lhash2[i].lock; }
+struct hlist_nulls_node *toa_lhash2_first(unsigned int i)
+{
+	return init_net.ipv4.tcp_death_row.hashinfo->lhash2[i].nulls_head.first;
+}
+struct sock *toa_nulls_node_sk(struct hlist_nulls_node *node) { return hlist_nulls_entry(node, struct sock, sk_nulls_node); }
+struct hlist_nulls_node *toa_sk_nulls_next(const struct sock *sk) { return sk->sk_nulls_node.next; }
+void toa_spin_lock(spinlock_t *lock) { spin_lock(lock); }
+void toa_spin_unlock(spinlock_t *lock) { spin_unlock(lock); }
+void toa_synchronize_rcu_tasks(void) { synchronize_rcu_tasks(); }
 
 /* ---- Rate-limited debug lines ---- */
 

@@ -17,16 +17,19 @@
 #include <linux/seq_file.h>
 #include <net/net_namespace.h>
 #include <net/sock.h>
+#include <net/inet_common.h>
+#include <net/inet_connection_sock.h>
 
 /* Rust callbacks (src/hooks.rs, src/sockopt.rs, src/procfs.rs). */
 
-int toa_syn_recv_sock_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
-int toa_tcp_v4_syn_recv_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
-int toa_tcp_v6_syn_recv_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
-int toa_getname_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
-int toa_getname_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
+int toa_listen_start_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
+int toa_listen_start_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
 void toa_sock_destruct_ftrace(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
 			      struct ftrace_regs *fregs);
+void toa_listen_stop_ftrace(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
+			    struct ftrace_regs *fregs);
+void toa_tcp_set_ulp_ftrace(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
+			    struct ftrace_regs *fregs);
 int toa_sockopt_get(struct sock *sk, int optval, void __user *user, int *len);
 int toa_stats_net_init(struct net *net);
 void toa_stats_net_pre_exit(struct net *net);
@@ -58,11 +61,12 @@ int toa_uoa_table_seq_show(struct seq_file *seq, void *v);
 extern bool toa_param_debug;
 extern bool toa_param_nat64_getpeername;
 extern bool toa_param_getsockname_vip;
-extern struct kretprobe toa_krp_tcp_v4_syn_recv_sock;
-extern struct kretprobe toa_krp_tcp_v6_syn_recv_sock;
-extern struct kretprobe toa_krp_inet_getname;
-extern struct kretprobe toa_krp_inet6_getname;
+extern struct kretprobe toa_krp_listen_start;
 extern struct ftrace_ops toa_ftrace_sock_destruct;
+extern struct ftrace_ops toa_ftrace_listen_stop;
+extern struct ftrace_ops toa_ftrace_tcp_set_ulp;
+extern struct inet_connection_sock_af_ops toa_af_ops_v4;
+extern struct inet_connection_sock_af_ops toa_af_ops_v6;
 extern struct nf_sockopt_ops toa_sockopt_ops;
 extern const long toa_nr_getpeername;
 extern const long toa_nr_getsockname;
@@ -92,7 +96,6 @@ extern const unsigned int toa_hz;
 void *toa_kri_data(struct kretprobe_instance *ri);
 unsigned long toa_regs_arg(struct pt_regs *regs, unsigned int n);
 unsigned long toa_regs_ret(struct pt_regs *regs);
-void toa_regs_set_ret(struct pt_regs *regs, unsigned long rc);
 unsigned long toa_kretprobe_nmissed(const struct kretprobe *rp);
 int toa_ftrace_recursion_trylock(unsigned long ip, unsigned long parent_ip);
 void toa_ftrace_recursion_unlock(int bit);
@@ -137,7 +140,6 @@ const struct in6_addr *toa_sk_v6_rcv_saddr(const struct sock *sk);
 const struct in6_addr *toa_sk_v6_daddr(const struct sock *sk);
 __u16 toa_sk_num(const struct sock *sk);
 __be16 toa_sk_dport(const struct sock *sk);
-__be16 toa_skb_protocol(const struct sk_buff *skb);
 const unsigned char *toa_skb_network_header(const struct sk_buff *skb);
 unsigned int toa_skb_network_header_len(const struct sk_buff *skb);
 const unsigned char *toa_skb_transport_header(const struct sk_buff *skb);
@@ -157,5 +159,47 @@ unsigned int toa_skb_len_from_network(const struct sk_buff *skb);
 unsigned int toa_skb_headlen_from_network(const struct sk_buff *skb);
 int toa_skb_copy_from_network(const struct sk_buff *skb, void *to, unsigned int len);
 long *toa_net_uoa_mappings_slot(const struct net *net);
+
+/* Operation tables: the slots toa replaces, and their types. */
+typedef void (*toa_opt_child_init_t)(struct sock *newsk, const struct sock *sk);
+typedef struct sock *(*toa_syn_recv_sock_t)(const struct sock *sk, struct sk_buff *skb,
+					     struct request_sock *req, struct dst_entry *dst,
+					     struct request_sock *req_unhash, bool *own_req,
+					     toa_opt_child_init_t opt_child_init);
+typedef int (*toa_getname_t)(struct socket *sock, struct sockaddr *addr, int peer);
+struct sock *toa_syn_recv_sock_v4(const struct sock *sk, struct sk_buff *skb, struct request_sock *req,
+				  struct dst_entry *dst, struct request_sock *req_unhash, bool *own_req,
+				  toa_opt_child_init_t opt_child_init);
+struct sock *toa_syn_recv_sock_v6(const struct sock *sk, struct sk_buff *skb, struct request_sock *req,
+				  struct dst_entry *dst, struct request_sock *req_unhash, bool *own_req,
+				  toa_opt_child_init_t opt_child_init);
+int toa_getname_v4(struct socket *sock, struct sockaddr *addr, int peer);
+int toa_getname_v6(struct socket *sock, struct sockaddr *addr, int peer);
+void toa_af_ops_copy(struct inet_connection_sock_af_ops *dst, const struct inet_connection_sock_af_ops *src);
+toa_syn_recv_sock_t toa_af_ops_syn_recv_sock(const struct inet_connection_sock_af_ops *ops);
+void toa_af_ops_set_syn_recv_sock(struct inet_connection_sock_af_ops *ops, toa_syn_recv_sock_t f);
+struct proto_ops *toa_proto_ops_dup(const struct proto_ops *ops);
+void toa_kmemleak_not_leak(const void *ptr);
+toa_getname_t toa_proto_ops_getname(const struct proto_ops *ops);
+void toa_proto_ops_set_getname(struct proto_ops *ops, toa_getname_t f);
+const struct inet_connection_sock_af_ops *toa_sk_af_ops(const struct sock *sk);
+bool toa_sk_swap_af_ops(struct sock *sk, const struct inet_connection_sock_af_ops *old,
+			const struct inet_connection_sock_af_ops *new);
+struct socket *toa_sk_socket(const struct sock *sk);
+bool toa_sk_kern(const struct sock *sk);
+const struct proto_ops *toa_socket_ops(const struct socket *sock);
+bool toa_socket_swap_ops(struct socket *sock, const struct proto_ops *old, const struct proto_ops *new);
+void toa_lock_sock(struct sock *sk);
+void toa_release_sock(struct sock *sk);
+void toa_sock_hold(struct sock *sk);
+void toa_sock_put(struct sock *sk);
+unsigned int toa_lhash2_buckets(void);
+spinlock_t *toa_lhash2_lock(unsigned int i);
+struct hlist_nulls_node *toa_lhash2_first(unsigned int i);
+struct sock *toa_nulls_node_sk(struct hlist_nulls_node *node);
+struct hlist_nulls_node *toa_sk_nulls_next(const struct sock *sk);
+void toa_spin_lock(spinlock_t *lock);
+void toa_spin_unlock(spinlock_t *lock);
+void toa_synchronize_rcu_tasks(void);
 
 #endif /* TOA_SHIM_H */

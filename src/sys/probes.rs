@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! toa's hooks on kernel functions: kretprobes (`register_kretprobe`) and one function-entry ftrace
-//! callback (`register_ftrace_function`, filtered on one function), supported APIs that patch no kernel
+//! callbacks (`register_ftrace_function`, each filtered on one function), supported APIs that patch no kernel
 //! data. The probe objects are the shim's statics (`src/toa_shim.c`), whose handlers are toa's, named
 //! here by [`Kretprobe`] and [`FtraceHook`]; each registration unregisters on drop, and both
 //! unregistrations wait until no handler of the hook runs any more.
@@ -11,7 +11,7 @@
 //! declares.
 
 use crate::ffi;
-use core::ffi::{c_ulong, CStr};
+use core::ffi::CStr;
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::prelude::*;
 
@@ -31,40 +31,24 @@ fn failed(verb: &str, symbol: &CStr, ret: i32, hint: &str) -> Error {
 /// toa's kretprobes: the shim's static `struct kretprobe`s, one per probed function.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kretprobe {
-    /// `tcp_v4_syn_recv_sock`: a child socket is created from an IPv4 handshake.
-    TcpV4SynRecvSock,
-    /// `tcp_v6_syn_recv_sock`: a child socket is created from an IPv6 handshake.
-    TcpV6SynRecvSock,
-    /// `inet_getname`: `accept()`, `getpeername()`, `getsockname()` on an `AF_INET` socket.
-    InetGetname,
-    /// `inet6_getname`: the same on an `AF_INET6` socket.
-    Inet6Getname,
+    /// `inet_csk_listen_start`: a socket starts listening (and is in its listening hash on return).
+    ListenStart,
 }
 
 /// Whether each [`Kretprobe`] is registered, so that none is registered twice.
-static REGISTERED: [AtomicBool; 4] = [const { AtomicBool::new(false) }; 4];
+static REGISTERED: [AtomicBool; 1] = [const { AtomicBool::new(false) }; 1];
 
 impl Kretprobe {
     /// The probed function.
     pub(crate) fn symbol(self) -> &'static CStr {
         match self {
-            Kretprobe::TcpV4SynRecvSock => c"tcp_v4_syn_recv_sock",
-            Kretprobe::TcpV6SynRecvSock => c"tcp_v6_syn_recv_sock",
-            Kretprobe::InetGetname => c"inet_getname",
-            Kretprobe::Inet6Getname => c"inet6_getname",
+            Kretprobe::ListenStart => c"inet_csk_listen_start",
         }
     }
 
     fn as_ptr(self) -> *mut ffi::Kretprobe {
         match self {
-            Kretprobe::TcpV4SynRecvSock => {
-                core::ptr::addr_of_mut!(ffi::toa_krp_tcp_v4_syn_recv_sock)
-            }
-            Kretprobe::TcpV6SynRecvSock => {
-                core::ptr::addr_of_mut!(ffi::toa_krp_tcp_v6_syn_recv_sock)
-            }
-            Kretprobe::InetGetname => core::ptr::addr_of_mut!(ffi::toa_krp_inet_getname),
-            Kretprobe::Inet6Getname => core::ptr::addr_of_mut!(ffi::toa_krp_inet6_getname),
+            Kretprobe::ListenStart => core::ptr::addr_of_mut!(ffi::toa_krp_listen_start),
         }
     }
 
@@ -158,12 +142,6 @@ impl KretprobeCall {
         unsafe { ffi::toa_regs_ret(self.regs) as usize }
     }
 
-    /// Replaces the value the probed function returns to its caller (in a return handler).
-    pub(crate) fn set_ret(&self, v: usize) {
-        // SAFETY: as in `arg`; the caller sees the register once the handler is done.
-        unsafe { ffi::toa_regs_set_ret(self.regs, v as c_ulong) }
-    }
-
     /// Stores `v` in the call's data area, for the return handler.
     #[inline(always)]
     pub(crate) fn put<T: Copy>(&self, v: T) {
@@ -215,21 +193,30 @@ pub(crate) use kretprobe_handler;
 pub(crate) enum FtraceHook {
     /// `inet_sock_destruct`: every inet socket, on every close path, before its memory is freed.
     InetSockDestruct,
+    /// `inet_csk_listen_stop`: a listener stops listening (close, shutdown, disconnect).
+    ListenStop,
+    /// `tcp_set_ulp`: an upper-layer protocol (kTLS, ESP in TCP...) is about to be attached to a socket.
+    TcpSetUlp,
 }
 
-static FTRACE_REGISTERED: AtomicBool = AtomicBool::new(false);
+/// Whether each [`FtraceHook`] is registered, so that none is registered twice.
+static FTRACE_REGISTERED: [AtomicBool; 3] = [const { AtomicBool::new(false) }; 3];
 
 impl FtraceHook {
     /// The traced function.
     pub(crate) fn symbol(self) -> &'static CStr {
         match self {
             FtraceHook::InetSockDestruct => c"inet_sock_destruct",
+            FtraceHook::ListenStop => c"inet_csk_listen_stop",
+            FtraceHook::TcpSetUlp => c"tcp_set_ulp",
         }
     }
 
     fn as_ptr(self) -> *mut ffi::FtraceOps {
         match self {
             FtraceHook::InetSockDestruct => core::ptr::addr_of_mut!(ffi::toa_ftrace_sock_destruct),
+            FtraceHook::ListenStop => core::ptr::addr_of_mut!(ffi::toa_ftrace_listen_stop),
+            FtraceHook::TcpSetUlp => core::ptr::addr_of_mut!(ffi::toa_ftrace_tcp_set_ulp),
         }
     }
 }
@@ -245,7 +232,8 @@ impl FtraceRegistration {
     /// Filters `hook`'s ops on its function, then registers it. Fails with `EBUSY` if it is registered
     /// already, or with ftrace's error (logged).
     pub(crate) fn register(hook: FtraceHook) -> Result<Self> {
-        if FTRACE_REGISTERED.swap(true, Ordering::AcqRel) {
+        let flag = &FTRACE_REGISTERED[hook as usize];
+        if flag.swap(true, Ordering::AcqRel) {
             return Err(EBUSY);
         }
         let ops = hook.as_ptr();
@@ -265,7 +253,7 @@ impl FtraceRegistration {
             }
         }
         if ret < 0 {
-            FTRACE_REGISTERED.store(false, Ordering::Release);
+            flag.store(false, Ordering::Release);
             return Err(failed(
                 "trace",
                 hook.symbol(),
@@ -287,7 +275,7 @@ impl Drop for FtraceRegistration {
             ffi::unregister_ftrace_function(ops);
             ffi::ftrace_free_filter(ops);
         }
-        FTRACE_REGISTERED.store(false, Ordering::Release);
+        FTRACE_REGISTERED[self.0 as usize].store(false, Ordering::Release);
     }
 }
 

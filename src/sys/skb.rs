@@ -33,13 +33,6 @@ impl SkBuff {
         self.0.get()
     }
 
-    /// `skb->protocol`: the link-layer protocol (`ETH_P_IP`, `ETH_P_IPV6`), network byte order as in
-    /// memory.
-    pub(crate) fn protocol_be(&self) -> u16 {
-        // SAFETY: by the type invariant the packet is allocated; the field does not change.
-        unsafe { ffi::toa_skb_protocol(self.as_ptr()) }
-    }
-
     /// The bytes from the network header to the end of the linear area (IP header first).
     pub(crate) fn linear_from_network(&self) -> &[u8] {
         // SAFETY: by the type invariant the network header lies in the linear area, and the bytes from

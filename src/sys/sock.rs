@@ -93,10 +93,120 @@ impl Sock {
         unsafe { ffi::toa_sk_num(self.as_ptr()) }
     }
 
+    /// Whether a kernel user created the socket (`sk_kern_sock`: SMC's, MPTCP's, in-kernel servers').
+    pub(crate) fn is_kernel_socket(&self) -> bool {
+        // SAFETY: as in `family`; set at creation, never changed.
+        unsafe { ffi::toa_sk_kern(self.as_ptr()) }
+    }
+
+    /// The connection table the socket calls (`icsk_af_ops`), read once. Only for TCP sockets.
+    pub(crate) fn af_ops(&self) -> *const ffi::AfOps {
+        // SAFETY: as in `state`; every TCP socket is an `inet_connection_sock`.
+        unsafe { ffi::toa_sk_af_ops(self.as_ptr()) }
+    }
+
+    /// Points the socket's connection table at `new` if it is `old` (one atomic compare-and-exchange,
+    /// as the kernel's own writers race with none but toa); returns whether it did. Only for TCP sockets.
+    ///
+    /// # Safety
+    ///
+    /// `new` is a full connection table of the socket's family that stays valid as long as the socket
+    /// may call it.
+    pub(crate) unsafe fn replace_af_ops(
+        &self,
+        old: *const ffi::AfOps,
+        new: *const ffi::AfOps,
+    ) -> bool {
+        // SAFETY: as in `af_ops`; the new table per the function's contract.
+        unsafe { ffi::toa_sk_swap_af_ops(self.as_ptr(), old, new) }
+    }
+
+    /// Takes a reference to the socket (`sock_hold`), dropped with the returned [`SockRef`].
+    pub(crate) fn hold(&self) -> SockRef {
+        // SAFETY: allocated (type invariant); the reference keeps it so until `sock_put`.
+        unsafe { ffi::toa_sock_hold(self.as_ptr()) };
+        // INVARIANT: the reference just taken.
+        SockRef(core::ptr::NonNull::from(self))
+    }
+
+    /// Takes the socket's owner lock (`lock_sock`: may sleep), released when the guard drops.
+    pub(crate) fn lock(&self) -> SockLock<'_> {
+        // SAFETY: allocated (type invariant); process context is the caller's (the guard is not Send).
+        unsafe { ffi::toa_lock_sock(self.as_ptr()) };
+        // INVARIANT: locked just above.
+        SockLock(self, core::marker::PhantomData)
+    }
+
     /// `sk_dport`: the peer's port, network byte order as in memory.
     pub(crate) fn dport_be(&self) -> u16 {
         // SAFETY: as in `state`.
         unsafe { ffi::toa_sk_dport(self.as_ptr()) }
+    }
+}
+
+/// A counted reference to a socket (`sock_hold`), released (`sock_put`) on drop.
+///
+/// # Invariants
+///
+/// Holds one reference to the socket, which stays allocated while it exists.
+pub(crate) struct SockRef(core::ptr::NonNull<Sock>);
+
+impl core::ops::Deref for SockRef {
+    type Target = Sock;
+    fn deref(&self) -> &Sock {
+        // SAFETY: referenced (type invariant).
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl Drop for SockRef {
+    fn drop(&mut self) {
+        // SAFETY: the reference taken by `Sock::hold`, given back once.
+        unsafe { ffi::toa_sock_put(self.0.as_ref().as_ptr()) };
+    }
+}
+
+/// A socket whose owner lock (`lock_sock`) is held: its `struct socket` is stable (only a holder
+/// orphans the socket) and the kernel's own table writers (`listen()`, `TCP_ULP`, `IPV6_ADDRFORM`,
+/// close) are excluded.
+///
+/// # Invariants
+///
+/// The socket's owner lock is held by the current task while this exists (taken by [`Sock::lock`]
+/// and released on drop, or held by the caller of a hooked function: [`SockLock::assume_held`]).
+pub(crate) struct SockLock<'a>(&'a Sock, core::marker::PhantomData<*mut ()>);
+
+impl<'a> SockLock<'a> {
+    /// The socket `sk`, whose owner lock the caller holds (it is in a kernel function called with the
+    /// socket locked). The returned value does not release it.
+    ///
+    /// # Safety
+    ///
+    /// The current task holds `sk`'s owner lock for `'a`.
+    pub(crate) unsafe fn assume_held(sk: &'a Sock) -> core::mem::ManuallyDrop<Self> {
+        // INVARIANT: per the function's contract.
+        core::mem::ManuallyDrop::new(SockLock(sk, core::marker::PhantomData))
+    }
+
+    /// The locked socket.
+    pub(crate) fn sk(&self) -> &'a Sock {
+        self.0
+    }
+
+    /// Its file side, if it has one (a kernel-internal or orphaned socket has none).
+    pub(crate) fn socket(&self) -> Option<&Socket> {
+        // SAFETY: allocated (type invariant of `Sock`); under the owner lock `sk_socket` is stable and
+        // the `struct socket` lives while it is set.
+        let sock = unsafe { ffi::toa_sk_socket(self.0.as_ptr()) };
+        // SAFETY: as above.
+        (!sock.is_null()).then(|| unsafe { Socket::from_raw(sock) })
+    }
+}
+
+impl Drop for SockLock<'_> {
+    fn drop(&mut self) {
+        // SAFETY: locked (type invariant); released once.
+        unsafe { ffi::toa_release_sock(self.0.as_ptr()) };
     }
 }
 
@@ -118,6 +228,33 @@ impl Socket {
     pub(crate) unsafe fn from_raw<'a>(ptr: *const ffi::Socket) -> &'a Socket {
         // SAFETY: a transparent wrapper; per the function's contract the object lives for `'a`.
         unsafe { &*ptr.cast::<Socket>() }
+    }
+
+    /// The C object.
+    pub(crate) fn as_ptr(&self) -> *mut ffi::Socket {
+        self.0.get()
+    }
+
+    /// The socket-call table it calls (`sock->ops`), read once.
+    pub(crate) fn ops(&self) -> *const ffi::ProtoOps {
+        // SAFETY: referenced (type invariant); a `READ_ONCE` of a field the kernel may change.
+        unsafe { ffi::toa_socket_ops(self.as_ptr()) }
+    }
+
+    /// Points the socket's call table at `new` if it is `old` (one atomic compare-and-exchange: the
+    /// kernel's writers hold the owner lock, toa may not); returns whether it did.
+    ///
+    /// # Safety
+    ///
+    /// `new` is a full call table for the socket's family and type that stays valid as long as the
+    /// socket may call it.
+    pub(crate) unsafe fn replace_ops(
+        &self,
+        old: *const ffi::ProtoOps,
+        new: *const ffi::ProtoOps,
+    ) -> bool {
+        // SAFETY: as in `ops`; the new table per the function's contract.
+        unsafe { ffi::toa_socket_swap_ops(self.as_ptr(), old, new) }
     }
 
     /// Its protocol side, if it has one (a socket being released may not).

@@ -57,8 +57,9 @@ pub(crate) fn toa_stats_layout(_ctx: &mut Ctx) -> TestResult {
     );
     for extra in [
         "tcp_option_malformed",
-        "missed_v4_syn_recv_sock",
-        "missed_inet_getname",
+        "missed_listen_start",
+        "missed_listen_stop",
+        "missed_tcp_set_ulp",
         "missed_sock_destruct",
     ] {
         check!(names.contains(&extra), "no {extra} row");
