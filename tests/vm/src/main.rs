@@ -94,6 +94,7 @@ const TESTS: &[Test] = &[
     test!(lifecycle::rmmod_with_live_sockets),
     test!(ops_escape::ktls_after_rmmod),
     test!(ops_escape::espintcp6_after_rmmod),
+    test!(ops_escape::ipv6_addrform_on_toa_socket),
     test!(uoa::uoa_matrix),
     test!(uoa::uoa_dpvs_layout),
     test!(uoa::uoa_option_on_first_datagrams_only),

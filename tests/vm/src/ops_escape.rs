@@ -13,12 +13,15 @@
 //! These tables are built once per boot, so the tests prove something only when their TOA socket is the
 //! first of the boot to enable the ULP: no test before them (and nothing else in the VM) may use kTLS or
 //! ESP in TCP, and a second run in the same boot passes without proving anything.
+//!
+//! The area also covers a table the kernel swaps itself on a TOA socket (`IPV6_ADDRFORM`, which gives an
+//! AF_INET6 socket with a v4-mapped peer the kernel's `inet_stream_ops`): [`ipv6_addrform_on_toa_socket`].
 
 use crate::env;
 use crate::fixture::*;
 use crate::sys::Sock;
 use lbemu::packet::Family;
-use lbemu::LB_V4;
+use lbemu::{LB_V4, SERVER_V4};
 use std::io;
 use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
@@ -75,6 +78,94 @@ pub(crate) fn espintcp6_after_rmmod(ctx: &mut Ctx) -> TestResult {
     );
     // A failure after the rmmod leaves toa unloaded: the later tests run with it.
     r.and(env::ensure_loaded())
+}
+
+/// `IPV6_ADDRFORM` on a TOA socket: an AF_INET6 dual-stack listener, IPv4 on the wire, an IPv4 TOA;
+/// `accept()` and `getpeername()` return the client as `::ffff:CIP4`; then
+/// `setsockopt(IPPROTO_IPV6, IPV6_ADDRFORM, AF_INET)` succeeds and the kernel makes the socket an
+/// AF_INET one with its own tables (`tcp_prot`, `ipv4_specific`, `inet_stream_ops` in place of toa's
+/// copy of the listener's `inet6_stream_ops`; net/ipv6/ipv6_sockglue.c). After it, `SO_DOMAIN` and
+/// `getsockname()` give AF_INET (a `sockaddr_in` of the server's IPv4 address), `getpeername()` with a
+/// `sockaddr_in6`-sized buffer gives a `sockaddr_in` of the LB's IPv4 address and source port (what the
+/// kernel knows: toa's `getname` is no longer called), and getsockopt 4096 still finds the socket's
+/// entry (`EAFNOSUPPORT`, an IPv4 client, as in `ipv4_toa_on_af_inet`; `ENOENT` would mean the entry
+/// was lost with the table). This documents toa's answer after the kernel replaced the table itself
+/// (see src/redirect.rs): the client is what `accept()` already returned and what getsockopt 4096 keeps.
+pub(crate) fn ipv6_addrform_on_toa_socket(ctx: &mut Ctx) -> TestResult {
+    let s = serve(ctx, Af::Inet6, Family::V4, ack_opts(toa4(200, CIP4, CPORT)))?;
+    let client = SocketAddr::new(v4mapped(CIP4), CPORT);
+    check!(
+        s.accepted == client,
+        "accept() returned {}, want the client {client}",
+        s.accepted
+    );
+    check!(
+        s.peer == client,
+        "before IPV6_ADDRFORM: getpeername() returned {}, want the client {client}",
+        s.peer
+    );
+    let local6 = SocketAddr::new(server_addr(Af::Inet6, Family::V4), s.conn.dport);
+    check!(
+        s.local == local6,
+        "before IPV6_ADDRFORM: getsockname() returned {}, want {local6}",
+        s.local
+    );
+    let domain = so_domain(&s.sock);
+    check!(
+        matches!(domain, Ok(libc::AF_INET6)),
+        "before IPV6_ADDRFORM: SO_DOMAIN gave {domain:?}, want AF_INET6 ({})",
+        libc::AF_INET6
+    );
+    expect_lookup(&s.lookup, &Err(libc::EAFNOSUPPORT), "before IPV6_ADDRFORM")?;
+
+    let af_inet: libc::c_int = libc::AF_INET;
+    io(
+        setsockopt(&s.sock, libc::IPPROTO_IPV6, libc::IPV6_ADDRFORM, &af_inet),
+        "setsockopt(IPPROTO_IPV6, IPV6_ADDRFORM, AF_INET) on the TOA socket",
+    )?;
+
+    let domain = so_domain(&s.sock);
+    check!(
+        matches!(domain, Ok(libc::AF_INET)),
+        "after IPV6_ADDRFORM: SO_DOMAIN gave {domain:?}, want AF_INET ({})",
+        libc::AF_INET
+    );
+    // `Sock::local`/`peer` decode by the family the kernel wrote: a V4 address is a `sockaddr_in`.
+    let local = io(s.sock.local(), "getsockname() after IPV6_ADDRFORM")?;
+    let local4 = SocketAddr::new(IpAddr::V4(SERVER_V4), s.conn.dport);
+    check!(
+        local == local4,
+        "after IPV6_ADDRFORM: getsockname() returned {local}, want the AF_INET {local4}"
+    );
+    let (peer, len) = io(
+        s.sock.peer_with_buffer(size_of::<libc::sockaddr_in6>()),
+        "getpeername() after IPV6_ADDRFORM",
+    )?;
+    let lb = SocketAddr::new(IpAddr::V4(LB_V4), s.conn.sport);
+    check!(
+        peer == lb && len as usize == size_of::<libc::sockaddr_in>(),
+        "after IPV6_ADDRFORM: getpeername() returned {peer} (length {len}), want the LB's AF_INET {lb} \
+         (length {})",
+        size_of::<libc::sockaddr_in>()
+    );
+    let lookup = s.sock.toa_lookup(20);
+    check!(
+        errno(&lookup) != Some(libc::ENOENT),
+        "after IPV6_ADDRFORM: getsockopt 4096 gave ENOENT: the socket's entry was lost"
+    );
+    expect_lookup(&lookup, &Err(libc::EAFNOSUPPORT), "after IPV6_ADDRFORM")?;
+    close(ctx, s)
+}
+
+/// `getsockopt(SOL_SOCKET, SO_DOMAIN)`: the socket's family now (`sk->sk_family`).
+fn so_domain(s: &Sock) -> io::Result<libc::c_int> {
+    const LEN: usize = size_of::<libc::c_int>();
+    let mut buf = [0u8; LEN];
+    let n = s.getsockopt_buf(libc::SOL_SOCKET, libc::SO_DOMAIN, &mut buf, LEN)?;
+    if n != LEN {
+        return Err(io::Error::other(format!("SO_DOMAIN returned {n} bytes")));
+    }
+    Ok(libc::c_int::from_ne_bytes(buf))
 }
 
 /// One test of the area: a TOA connection, a ULP on its accepted socket, rmmod, and the ULP on a new
