@@ -47,7 +47,11 @@ impl std::fmt::Display for Goal {
             Goal::AtMost(g) => ("<=", g),
         };
         let text = format!("{g:.3}");
-        write!(f, "{op} {}", text.trim_end_matches('0').trim_end_matches('.'))
+        write!(
+            f,
+            "{op} {}",
+            text.trim_end_matches('0').trim_end_matches('.')
+        )
     }
 }
 

@@ -19,7 +19,7 @@
 //! - `procfs`: `/proc/net/toa_stats`, `/proc/net/toa_table`, the `table_buckets` parameter;
 //! - `lifecycle`: rmmod with live sockets, the samples' C server;
 //! - `ops_escape`: subsystems that copy a socket's operation tables (kTLS, ESP in TCP) keep no toa
-//!   address after rmmod;
+//!   address after rmmod; what toa answers once the kernel swapped a socket's table (`IPV6_ADDRFORM`);
 //! - `ip_options`: the IP-option TOA;
 //! - `security`: `trusted_sources`, network namespaces, module parameters;
 //! - `stress`: adversarial connections, unload under load;
