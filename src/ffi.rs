@@ -298,6 +298,7 @@ extern "C" {
     pub(crate) fn toa_sk_v6_daddr(sk: *const Sock) -> *const [u8; 16];
     pub(crate) fn toa_sk_num(sk: *const Sock) -> u16;
     pub(crate) fn toa_sk_dport(sk: *const Sock) -> u16;
+    pub(crate) fn toa_sk_portpair(sk: *const Sock) -> u32;
     pub(crate) fn toa_skb_network_header(skb: *const SkBuff) -> *const u8;
     pub(crate) fn toa_skb_network_header_len(skb: *const SkBuff) -> c_uint;
     pub(crate) fn toa_skb_transport_header(skb: *const SkBuff) -> *const u8;

@@ -193,6 +193,7 @@ fn caller_buffer_holds_sockaddr_in6() -> bool {
 /// family, IPv4 as `::ffff:a.b.c.d` on `AF_INET6`, and an IPv6 address on an `AF_INET` socket only in
 /// the IP-option TOA/UOA design's mode (`nat64_getpeername`) when the caller's buffer holds it. Returns
 /// the answer's length, or `None` when `ep` cannot be given on this socket.
+#[inline]
 fn answer(call: &GetnameCall<'_>, ep: &Endpoint) -> Option<c_int> {
     match (call.kernel().family(), ep.addr) {
         (AF_INET, Addr::V4(a)) => call.write_in(SockaddrIn::new(a, ep.port)),
@@ -227,7 +228,9 @@ pub(crate) fn getname(call: &GetnameCall<'_>, sk: &Sock, toa: &Toa) -> c_int {
         }
         return ret;
     }
-    if sk.dport_be() == 0 || (peer == 1 && matches!(sk.state(), TCP_CLOSE | TCP_SYN_SENT)) {
+    // No need to test `sk_dport == 0` as the kernel does: the entry answered for the socket's ports
+    // (its tag), which were those of a connected child.
+    if peer == 1 && matches!(sk.state(), TCP_CLOSE | TCP_SYN_SENT) {
         return -(kernel::bindings::ENOTCONN as c_int);
     }
     match answer(call, &toa.client) {

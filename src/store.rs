@@ -56,8 +56,8 @@ use core::ptr::NonNull;
 use core::sync::atomic::{fence, AtomicPtr, AtomicUsize, Ordering};
 use kernel::prelude::*;
 
-/// The identity of a connected socket, fixed at its creation: its local port (high 16 bits, host byte
-/// order) and its peer port (low 16 bits, as in memory).
+/// The identity of a connected socket, fixed at its creation: its local and peer ports, as the kernel's
+/// `skc_portpair` word holds them (read in one load; compared, never split).
 #[derive(Clone, Copy, PartialEq, Eq)]
 #[repr(transparent)]
 pub(crate) struct SkTag(u32);
@@ -66,7 +66,7 @@ impl SkTag {
     /// The tag of `sk`.
     #[inline(always)]
     fn of(sk: &Sock) -> SkTag {
-        SkTag((u32::from(sk.num()) << 16) | u32::from(sk.dport_be()))
+        SkTag(sk.portpair())
     }
 }
 

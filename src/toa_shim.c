@@ -5,8 +5,9 @@
  * Linux 6.12's `kernel` crate has no bindings for kprobes, netfilter socket options, procfs, per-CPU data,
  * RCU, spinlock arrays or socket fields. This file only gives Rust what it cannot reach by itself:
  *   - the module parameters (Rust's module! takes none in 6.12),
- *   - the static registration objects (kretprobes, kprobe, nf_sockopt_ops, pernet_operations, proc_ops,
- *     seq_operations) whose callbacks are the Rust functions declared below,
+ *   - the static registration objects (a kretprobe, ftrace_ops, nf_sockopt_ops, pernet_operations,
+ *     proc_ops, seq_operations) whose callbacks are the Rust functions declared below, and the static
+ *     copies of TCP's connection tables that Rust fills,
  *   - one-line wrappers over macros and static inline functions, and plain field reads.
  * Every decision is made in Rust: no function here branches or loops. The Rust side of each item is
  * documented in src/ffi.rs.
@@ -387,6 +388,8 @@ const struct in6_addr *toa_sk_v6_rcv_saddr(const struct sock *sk) { return &sk->
 const struct in6_addr *toa_sk_v6_daddr(const struct sock *sk) { return &sk->sk_v6_daddr; }
 __u16 toa_sk_num(const struct sock *sk) { return READ_ONCE(sk->sk_num); }
 __be16 toa_sk_dport(const struct sock *sk) { return READ_ONCE(sk->sk_dport); }
+/* sk_num and sk_dport in one read: the two 16-bit halves of skc_portpair (see struct sock_common). */
+u32 toa_sk_portpair(const struct sock *sk) { return READ_ONCE(sk->sk_portpair); }
 const unsigned char *toa_skb_network_header(const struct sk_buff *skb) { return skb_network_header(skb); }
 unsigned int toa_skb_network_header_len(const struct sk_buff *skb) { return skb_network_header_len(skb); }
 const unsigned char *toa_skb_transport_header(const struct sk_buff *skb) { return skb_transport_header(skb); }

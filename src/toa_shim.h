@@ -140,6 +140,7 @@ const struct in6_addr *toa_sk_v6_rcv_saddr(const struct sock *sk);
 const struct in6_addr *toa_sk_v6_daddr(const struct sock *sk);
 __u16 toa_sk_num(const struct sock *sk);
 __be16 toa_sk_dport(const struct sock *sk);
+u32 toa_sk_portpair(const struct sock *sk);
 const unsigned char *toa_skb_network_header(const struct sk_buff *skb);
 unsigned int toa_skb_network_header_len(const struct sk_buff *skb);
 const unsigned char *toa_skb_transport_header(const struct sk_buff *skb);

@@ -137,6 +137,13 @@ impl Sock {
         SockLock(self, core::marker::PhantomData)
     }
 
+    /// `skc_portpair`, read once: `sk_dport` (network byte order as in memory) and `sk_num` (host
+    /// order) as one 32-bit word whose layout is the kernel's; toa compares it, never splits it.
+    pub(crate) fn portpair(&self) -> u32 {
+        // SAFETY: as in `state`.
+        unsafe { ffi::toa_sk_portpair(self.as_ptr()) }
+    }
+
     /// `sk_dport`: the peer's port, network byte order as in memory.
     pub(crate) fn dport_be(&self) -> u16 {
         // SAFETY: as in `state`.
