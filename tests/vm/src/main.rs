@@ -17,7 +17,8 @@
 //! - `close_paths`: every entry freed however the socket goes (RST, close before `accept()`, a listener
 //!   closed with queued children);
 //! - `procfs`: `/proc/net/toa_stats`, `/proc/net/toa_table`, the `table_buckets` parameter;
-//! - `lifecycle`: rmmod with live sockets, the samples' C server;
+//! - `lifecycle`: rmmod with live sockets, a listener open across unloads and reloads, the samples' C
+//!   server;
 //! - `ops_escape`: subsystems that copy a socket's operation tables (kTLS, ESP in TCP) keep no toa
 //!   address after rmmod; what toa answers once the kernel swapped a socket's table (`IPV6_ADDRFORM`);
 //! - `ip_options`: the IP-option TOA;
@@ -92,6 +93,7 @@ const TESTS: &[Test] = &[
     test!(stress::adversarial_connections),
     test!(stress::unload_under_load),
     test!(lifecycle::rmmod_with_live_sockets),
+    test!(lifecycle::listener_across_reloads),
     test!(ops_escape::ktls_after_rmmod),
     test!(ops_escape::espintcp6_after_rmmod),
     test!(ops_escape::ipv6_addrform_on_toa_socket),
