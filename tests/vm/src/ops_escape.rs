@@ -55,7 +55,7 @@ pub(crate) fn ktls_after_rmmod(ctx: &mut Ctx) -> TestResult {
 
 /// ESP in TCP on an IPv6 TOA socket (AF_INET6 listener, IPv6 on the wire, IPv6 TOA): `TCP_ULP`
 /// "espintcp" succeeds on the accepted socket and getsockopt 4096 still returns the client; after rmmod
-/// with that socket open, its `getpeername()` returns the LB, and a new loopback ([::1]) connection with
+/// with that socket open, its `getpeername()` returns the LB, and a new loopback (`[::1]`) connection with
 /// "espintcp" on its accepted side names both ends ::1 with the right ports (`espintcp6_ops`, built from
 /// the TOA socket, holds no toa function). No data goes through the ESP-in-TCP sockets (espintcp parses
 /// what they receive as ESP frames): name calls only. Must be the first use of ESP in TCP over IPv6 in
