@@ -17,8 +17,8 @@ use crate::ffi::{self, AF_INET, AF_INET6, TCP_CLOSE, TCP_SYN_SENT};
 use crate::sockaddr::{SockaddrIn, SockaddrIn6};
 use crate::stats::{self, Counter};
 use crate::store;
-use crate::sys::params;
 use crate::sys::ops::GetnameCall;
+use crate::sys::params;
 use crate::sys::probes::{ftrace_callback, FtraceCall};
 use crate::sys::skb::TcpSkBuff;
 use crate::sys::sock::Sock;
@@ -222,7 +222,11 @@ pub(crate) fn getname(call: &GetnameCall<'_>, sk: &Sock, toa: &Toa) -> c_int {
         let ret = call.forward();
         if ret >= 0 && params::getsockname_vip() {
             if let Some(len) = toa.vip.as_ref().and_then(|vip| answer(call, vip)) {
-                toa_debug!("getsockname on sk {:p}: {}\n", sk.as_ptr(), toa.vip.as_ref().unwrap_or(&toa.client));
+                toa_debug!(
+                    "getsockname on sk {:p}: {}\n",
+                    sk.as_ptr(),
+                    toa.vip.as_ref().unwrap_or(&toa.client)
+                );
                 return len;
             }
         }

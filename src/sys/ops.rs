@@ -309,7 +309,9 @@ macro_rules! syn_recv_sock_wrapper {
             let kernel: $crate::sys::ops::KernelTables = $kernel;
             // SAFETY: the caller's arguments, passed on unchanged to the kernel's function of the
             // same type.
-            let child = unsafe { (kernel.syn_recv_sock())(sk, skb, req, dst, req_unhash, own_req, opt_child_init) };
+            let child = unsafe {
+                (kernel.syn_recv_sock())(sk, skb, req, dst, req_unhash, own_req, opt_child_init)
+            };
             if !child.is_null() {
                 // SAFETY: the call's arguments; a non-null child is referenced and locked by the
                 // caller, and `own_req` was written by the kernel's function.
@@ -398,7 +400,11 @@ impl<'a> GetnameCall<'a> {
             return None;
         }
         // SAFETY: an IPv4 socket's buffer holds a `sockaddr_in` (type invariant).
-        unsafe { self.addr.cast::<crate::sockaddr::SockaddrIn>().write_unaligned(sin) };
+        unsafe {
+            self.addr
+                .cast::<crate::sockaddr::SockaddrIn>()
+                .write_unaligned(sin)
+        };
         Some(core::mem::size_of::<crate::sockaddr::SockaddrIn>() as c_int)
     }
 
@@ -422,7 +428,11 @@ impl<'a> GetnameCall<'a> {
         sin6: crate::sockaddr::SockaddrIn6,
     ) -> Option<c_int> {
         // SAFETY: per the function's contract.
-        unsafe { self.addr.cast::<crate::sockaddr::SockaddrIn6>().write_unaligned(sin6) };
+        unsafe {
+            self.addr
+                .cast::<crate::sockaddr::SockaddrIn6>()
+                .write_unaligned(sin6)
+        };
         Some(core::mem::size_of::<crate::sockaddr::SockaddrIn6>() as c_int)
     }
 }
@@ -472,9 +482,7 @@ pub(crate) fn synchronize_table_calls() {
 ///
 /// Under the bucket lock a listener cannot leave the hash, and a listener in the hash is not closed
 /// yet (close unhashes it, under that lock, before orphaning it), so both stay alive during `f`.
-pub(crate) fn for_each_tcp_listener(
-    mut f: impl FnMut(&Sock, Option<&Socket>) -> Result,
-) -> Result {
+pub(crate) fn for_each_tcp_listener(mut f: impl FnMut(&Sock, Option<&Socket>) -> Result) -> Result {
     // SAFETY: TCP's listening hash exists from boot on; its size never changes.
     let buckets = unsafe { ffi::toa_lhash2_buckets() };
     for i in 0..buckets {
