@@ -18,6 +18,14 @@
 //! (SMC's and MPTCP's inner TCP sockets, in-kernel servers) are left alone: those users save and
 //! replace the tables themselves.
 //!
+//! Around a load: `accept()` gives the new socket its listener's table when the call starts, so an
+//! `accept()` already waiting when toa loads returns its connection with the kernel's table (its
+//! `getpeername()` answers the load balancer; getsockopt 4096 answers); the next ones have toa's. A
+//! `listen()` that is past `inet_csk_listen_start`'s entry when the hook is registered but puts the
+//! socket in the listening hash only after the load-time walk passed its bucket is not adopted (that
+//! listener answers like the kernel until it listens again); the walk runs right after the hook is
+//! registered, so the window is a few instructions wide.
+//!
 //! What toa answers on a socket whose table the kernel replaced later: after `TCP_ULP` (kTLS, ESP in
 //! TCP) or `IPV6_ADDRFORM`, `getpeername()` gives what the kernel knows (the load balancer's address);
 //! `accept()` already gave the client, and getsockopt 4096 still does.
