@@ -213,9 +213,10 @@ fn answer(call: &GetnameCall<'_>, ep: &Endpoint) -> Option<c_int> {
 /// VIP when the TOA carried one (and `getsockname_vip` is on).
 ///
 /// A peer answer needs no socket lock: it comes from the entry, which lives as long as the socket. The
-/// kernel's own checks are kept: `-ENOTCONN` for a socket without a peer port, and for
-/// `getpeername()` in `CLOSE` or `SYN_SENT`. The cgroup BPF `getpeername` hook does not run (its
-/// answer would be replaced anyway).
+/// kernel's own `-ENOTCONN` cases hold: `getpeername()` in `CLOSE` or `SYN_SENT` gets it here, and a
+/// socket whose peer port went to 0 (disconnected) no longer matches its entry's port tag, so the
+/// kernel answers it. The cgroup BPF `getpeername` hook does not run (its answer would be replaced
+/// anyway).
 pub(crate) fn getname(call: &GetnameCall<'_>, sk: &Sock, toa: &Toa) -> c_int {
     let peer = call.peer();
     if peer == 0 {
