@@ -188,6 +188,18 @@ pub(crate) fn serve(ctx: &mut Ctx, af: Af, wire: Family, opts: Options) -> Resul
         Af::Inet6 => (Ipv6Addr::UNSPECIFIED, port).into(),
     };
     let listener = io(Sock::listen(bind, false), "listen")?;
+    serve_on(ctx, listener, port, wire, opts)
+}
+
+/// As [`serve`], on `listener` (listening on `port`), which the [`Served`] takes: pass a duplicate
+/// of a listener that must outlive the connection.
+pub(crate) fn serve_on(
+    ctx: &mut Ctx,
+    listener: Sock,
+    port: u16,
+    wire: Family,
+    opts: Options,
+) -> Result<Served, String> {
     let mut conn = Conn::new(&mut ctx.lb, wire, port, opts);
     io(conn.connect(&mut ctx.lb, &[]), "handshake")?;
     io(conn.send(&mut ctx.lb, b"hello"), "send")?;

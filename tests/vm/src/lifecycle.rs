@@ -94,7 +94,7 @@ fn across_reloads(ctx: &mut Ctx) -> TestResult {
     )?;
 
     env::load(&[])?;
-    let s1 = serve_on(ctx, &listener, port, CPORT)?;
+    let s1 = serve_on_open(ctx, &listener, port, CPORT)?;
     check!(
         s1.accepted == client(CPORT) && s1.peer == client(CPORT),
         "listener opened before insmod, first connection: accept() {}, getpeername() {}, want the \
@@ -119,7 +119,7 @@ fn across_reloads(ctx: &mut Ctx) -> TestResult {
         "first connection after rmmod: getpeername() returned {p1}, want the LB {}",
         lb(&s1)
     );
-    let s2 = serve_on(ctx, &listener, port, CPORT + 1)?;
+    let s2 = serve_on_open(ctx, &listener, port, CPORT + 1)?;
     check!(
         s2.accepted == lb(&s2) && s2.peer == lb(&s2),
         "second connection, after rmmod: accept() {}, getpeername() {}, want the LB {} (the kernel's \
@@ -135,7 +135,7 @@ fn across_reloads(ctx: &mut Ctx) -> TestResult {
     );
 
     env::load(&[])?;
-    let s3 = serve_on(ctx, &listener, port, CPORT + 2)?;
+    let s3 = serve_on_open(ctx, &listener, port, CPORT + 2)?;
     check!(
         s3.accepted == client(CPORT + 2) && s3.peer == client(CPORT + 2),
         "third connection, after the reload: accept() {}, getpeername() {}, want the client {} (the \
@@ -185,27 +185,9 @@ fn across_reloads(ctx: &mut Ctx) -> TestResult {
 /// with a TCP option 200 carrying the client `CIP4:cport` and sends "hello". The [`Served`] holds a
 /// duplicate of the listener's descriptor, so [`finish`] and [`close`] end the connection and close
 /// only that duplicate.
-fn serve_on(ctx: &mut Ctx, listener: &Sock, port: u16, cport: u16) -> Result<Served, String> {
+fn serve_on_open(ctx: &mut Ctx, listener: &Sock, port: u16, cport: u16) -> Result<Served, String> {
     let dup = io(listener.0.try_clone().map(Sock), "dup of the listener")?;
-    let opts = ack_opts(toa4(200, CIP4, cport));
-    let mut conn = Conn::new(&mut ctx.lb, Family::V4, port, opts);
-    io(conn.connect(&mut ctx.lb, &[]), "handshake")?;
-    io(conn.send(&mut ctx.lb, b"hello"), "send")?;
-    let (sock, accepted) = io(listener.accept(WAIT), "accept")?;
-    let data = io(sock.read_exact(5, WAIT), "read")?;
-    check!(data == b"hello", "server read {data:?}, not the LB's data");
-    let peer = io(sock.peer(), "getpeername")?;
-    let local = io(sock.local(), "getsockname")?;
-    let lookup = sock.toa_lookup(20);
-    Ok(Served {
-        listener: dup,
-        sock,
-        conn,
-        accepted,
-        peer,
-        local,
-        lookup,
-    })
+    serve_on(ctx, dup, port, Family::V4, ack_opts(toa4(200, CIP4, cport)))
 }
 
 /// The C server built from the samples of seeds 000 and 002 (examples/toa_server.c) prints the real
