@@ -45,7 +45,7 @@ install: all
 		install -D -m 0644 packaging/toa-modprobe.conf $(DESTDIR)/etc/modprobe.d/toa.conf
 
 # The module's source tree as DKMS wants it: $(DESTDIR)/usr/src/toa-$(VERSION) (used by debian/rules).
-SRC_FILES = Kbuild Makefile dkms.conf src/Kbuild $(wildcard src/*.rs src/*/*.rs src/*.c src/*.h) \
+SRC_FILES = Kbuild Makefile dkms.conf src/Kbuild $(filter-out src/toa_offsets.rs,$(wildcard src/*.rs src/*/*.rs src/*.c src/*.h)) \
 	scripts/kernel-rustc.sh include/toa.h include/uoa.h packaging/toa-modules-load.conf packaging/toa-modprobe.conf
 install-src:
 	for f in $(SRC_FILES); do install -D -m 0644 $$f $(DESTDIR)/usr/src/toa-$(VERSION)/$$f; done

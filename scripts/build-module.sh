@@ -12,7 +12,8 @@ out=$TOA_CACHE/module/$(basename "$kdir")
 mkdir -p "$out"
 # Sources only: build outputs of an in-tree `make` (say, for another kernel) must never be copied over.
 rsync -a --delete --exclude '*.o' --exclude '*.ko' --exclude '*.mod' --exclude '*.mod.c' --exclude '.*.cmd' \
-	--exclude '*.d' --exclude 'modules.order' --exclude 'Module.symvers' \
+	--exclude '*.d' --exclude 'modules.order' --exclude 'Module.symvers' --exclude '*.s' \
+	--exclude 'src/toa_offsets.rs' \
 	"$top/Kbuild" "$top/Makefile" "$top/dkms.conf" "$top/src" "$top/scripts" "$top/packaging" "$out/" >&2
 # Keep the objects of the previous build of the same tree: Kbuild rebuilds what changed.
 make -C "$out" KDIR="$kdir" >&2

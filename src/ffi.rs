@@ -3,8 +3,9 @@
 //! Declarations of the C shim (`src/toa_shim.c`) and of the exported kernel functions toa calls.
 //!
 //! Linux 6.12's `kernel` crate has no bindings for kprobes, ftrace, netfilter socket options, procfs, per-CPU data,
-//! RCU, spinlock arrays or socket fields, so the kernel structures toa touches are opaque here: Rust never
-//! reads their layout, it hands pointers back to C accessors. The safe wrappers built on these live in
+//! RCU, spinlock arrays or socket fields, so the kernel structures toa touches are opaque here: Rust hands
+//! pointers back to C accessors, except for the few members the hot paths read in place, whose offsets
+//! `src/sys/layout.rs` gets from the kernel's headers at build time. The safe wrappers built on these live in
 //! `probes.rs`, `percpu.rs`, `procfs.rs`, `store.rs` and `hooks.rs`; nothing else calls into this module.
 
 use core::ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void};
@@ -123,6 +124,7 @@ pub(crate) const TCP_LISTEN: u8 = 10;
 extern "C" {
     // ---- module parameters (src/toa_shim.c)
     pub(crate) static mut toa_param_debug: bool;
+    pub(crate) static toa_net_id: c_uint;
     pub(crate) static mut toa_param_nat64_getpeername: bool;
     pub(crate) static mut toa_param_getsockname_vip: bool;
     pub(crate) static mut toa_param_trusted_sources: *const c_char;
@@ -161,16 +163,8 @@ extern "C" {
     pub(crate) fn toa_kmemleak_not_leak(ptr: *const c_void);
     pub(crate) fn toa_proto_ops_getname(ops: *const ProtoOps) -> GetnameFn;
     pub(crate) fn toa_proto_ops_set_getname(ops: *mut ProtoOps, f: GetnameFn);
-    pub(crate) fn toa_sk_af_ops(sk: *const Sock) -> *const AfOps;
-    pub(crate) fn toa_sk_swap_af_ops(sk: *mut Sock, old: *const AfOps, new: *const AfOps) -> bool;
     pub(crate) fn toa_sk_socket(sk: *const Sock) -> *mut Socket;
     pub(crate) fn toa_sk_kern(sk: *const Sock) -> bool;
-    pub(crate) fn toa_socket_ops(sock: *const Socket) -> *const ProtoOps;
-    pub(crate) fn toa_socket_swap_ops(
-        sock: *mut Socket,
-        old: *const ProtoOps,
-        new: *const ProtoOps,
-    ) -> bool;
     pub(crate) fn toa_lock_sock(sk: *mut Sock);
     pub(crate) fn toa_release_sock(sk: *mut Sock);
     pub(crate) fn toa_sock_hold(sk: *mut Sock);
@@ -250,8 +244,6 @@ extern "C" {
     // ---- procfs and network namespaces
     pub(crate) static mut toa_stats_net_ops: PernetOperations;
     pub(crate) static mut toa_proc_net_ops: PernetOperations;
-    pub(crate) fn toa_net_stats_slot(net: *const Net) -> *mut *mut u64;
-    pub(crate) fn toa_net_stats_retired_slot(net: *const Net) -> *mut *mut u64;
     pub(crate) fn toa_seq_single_net(seq: *mut SeqFile) -> *mut Net;
     pub(crate) static toa_table_seq_ops: SeqOperations;
     pub(crate) static toa_table_proc_ops: ProcOps;
@@ -288,9 +280,6 @@ extern "C" {
     pub(crate) fn toa_seq_puts(seq: *mut SeqFile, s: *const c_char);
 
     // ---- sockets and packets
-    pub(crate) fn toa_socket_sk(sock: *const Socket) -> *mut Sock;
-    pub(crate) fn toa_sk_family(sk: *const Sock) -> u16;
-    pub(crate) fn toa_sk_state(sk: *const Sock) -> u8;
     pub(crate) fn toa_sk_net(sk: *const Sock) -> *mut Net;
     pub(crate) fn toa_sk_rcv_saddr(sk: *const Sock) -> u32;
     pub(crate) fn toa_sk_daddr(sk: *const Sock) -> u32;
@@ -298,11 +287,6 @@ extern "C" {
     pub(crate) fn toa_sk_v6_daddr(sk: *const Sock) -> *const [u8; 16];
     pub(crate) fn toa_sk_num(sk: *const Sock) -> u16;
     pub(crate) fn toa_sk_dport(sk: *const Sock) -> u16;
-    pub(crate) fn toa_sk_portpair(sk: *const Sock) -> u32;
-    pub(crate) fn toa_skb_network_header(skb: *const SkBuff) -> *const u8;
-    pub(crate) fn toa_skb_network_header_len(skb: *const SkBuff) -> c_uint;
-    pub(crate) fn toa_skb_transport_header(skb: *const SkBuff) -> *const u8;
-    pub(crate) fn toa_skb_headlen_from_transport(skb: *const SkBuff) -> c_uint;
 
     // ---- UOA (src/uoa.rs, src/uoa/)
     pub(crate) static mut toa_param_uoa: bool;
@@ -341,15 +325,12 @@ extern "C" {
     pub(crate) fn toa_jiffies() -> c_ulong;
     pub(crate) fn toa_jhash2(k: *const u32, words: u32, initval: u32) -> u32;
     pub(crate) fn get_random_u32() -> u32;
-    pub(crate) fn toa_sk_protocol(sk: *const Sock) -> u8;
     pub(crate) fn toa_skb_len_from_network(skb: *const SkBuff) -> c_uint;
-    pub(crate) fn toa_skb_headlen_from_network(skb: *const SkBuff) -> c_uint;
     pub(crate) fn toa_skb_copy_from_network(
         skb: *const SkBuff,
         to: *mut c_void,
         len: c_uint,
     ) -> c_int;
-    pub(crate) fn toa_net_uoa_mappings_slot(net: *const Net) -> *mut isize;
 
     // ---- logging
     pub(crate) fn toa_debug_ratelimit() -> bool;

@@ -22,6 +22,7 @@ use crate::sys::params;
 use crate::sys::probes::{ftrace_callback, FtraceCall};
 use crate::sys::skb::TcpSkBuff;
 use crate::sys::sock::Sock;
+use crate::sys::sync::{RcuReadGuard, RcuSection};
 use crate::sys::task;
 use crate::trust::TrustList;
 use crate::wire::{self, Addr, Endpoint, Scan, Toa};
@@ -44,12 +45,14 @@ ftrace_callback!(toa_sock_destruct_ftrace => sock_destruct, missed: destruct_was
 /// The kernel created `child` from `skb`, the packet that completes the handshake, and keeps it: its
 /// TOA, if any, is stored.
 pub(crate) fn connection_created(skb: &TcpSkBuff, child: &Sock) {
-    let Some(toa) = find_toa(skb, child) else {
-        stats::inc(child, Counter::SynRecvSockNoToa);
+    // One read-side section for the counters.
+    let rcu = RcuReadGuard::new();
+    let Some(toa) = find_toa(skb, child, &rcu) else {
+        stats::inc_in(child, Counter::SynRecvSockNoToa, &rcu);
         return;
     };
-    stats::inc(child, Counter::SynRecvSockToa);
-    if store::insert(child, &toa).is_ok() {
+    stats::inc_in(child, Counter::SynRecvSockToa, &rcu);
+    if store::insert(child, &toa, &rcu).is_ok() {
         toa_debug!(
             "TOA {:?}: client {} stored for sk {:p}\n",
             toa.origin,
@@ -121,11 +124,11 @@ pub(crate) fn trusted(ip_header: &[u8]) -> bool {
 /// is the carrier the load balancers of that design use for both TOA and UOA, and it brings the VIP,
 /// so `getpeername()` and `getsockname()` then answer from one and the same option. A malformed
 /// IP-option block is ignored (and counted) and the TCP options are still looked at.
-fn find_toa(skb: &TcpSkBuff, child: &Sock) -> Option<Toa> {
+fn find_toa(skb: &TcpSkBuff, child: &Sock, rcu: &RcuSection) -> Option<Toa> {
     let ip_header = skb.ip_header();
-    let toa = ip_or_tcp_toa(skb, child, ip_header)?;
+    let toa = ip_or_tcp_toa(skb, child, ip_header, rcu)?;
     if !trusted(ip_header) {
-        stats::inc(child, Counter::UntrustedSource);
+        stats::inc_in(child, Counter::UntrustedSource, rcu);
         toa_debug!(
             "TOA from an untrusted source ignored for sk {:p}\n",
             child.as_ptr()
@@ -136,14 +139,14 @@ fn find_toa(skb: &TcpSkBuff, child: &Sock) -> Option<Toa> {
 }
 
 /// The IP-option TOA of the packet, else its TCP-option TOA (see [`find_toa`]).
-fn ip_or_tcp_toa(skb: &TcpSkBuff, child: &Sock, ip_header: &[u8]) -> Option<Toa> {
+fn ip_or_tcp_toa(skb: &TcpSkBuff, child: &Sock, ip_header: &[u8], rcu: &RcuSection) -> Option<Toa> {
     match wire::scan_ip_header(ip_header) {
         Scan::Found(toa) => {
-            stats::inc(child, Counter::IpOptionToa);
+            stats::inc_in(child, Counter::IpOptionToa, rcu);
             return Some(toa);
         }
         Scan::Malformed(why) => {
-            stats::inc(child, Counter::IpOptionMalformed);
+            stats::inc_in(child, Counter::IpOptionMalformed, rcu);
             toa_debug!(
                 "malformed IP options ({:?}) ignored for sk {:p}\n",
                 why,
@@ -156,7 +159,7 @@ fn ip_or_tcp_toa(skb: &TcpSkBuff, child: &Sock, ip_header: &[u8]) -> Option<Toa>
         Scan::Found(toa) => Some(toa),
         Scan::NoToa => None,
         Scan::Malformed(why) => {
-            stats::inc(child, Counter::TcpOptionMalformed);
+            stats::inc_in(child, Counter::TcpOptionMalformed, rcu);
             toa_debug!(
                 "malformed TCP options ({:?}) ignored for sk {:p}\n",
                 why,
@@ -193,7 +196,7 @@ fn caller_buffer_holds_sockaddr_in6() -> bool {
 /// family, IPv4 as `::ffff:a.b.c.d` on `AF_INET6`, and an IPv6 address on an `AF_INET` socket only in
 /// the IP-option TOA/UOA design's mode (`nat64_getpeername`) when the caller's buffer holds it. Returns
 /// the answer's length, or `None` when `ep` cannot be given on this socket.
-#[inline]
+#[inline(always)]
 fn answer(call: &GetnameCall<'_>, ep: &Endpoint) -> Option<c_int> {
     match (call.kernel().family(), ep.addr) {
         (AF_INET, Addr::V4(a)) => call.write_in(SockaddrIn::new(a, ep.port)),
@@ -210,42 +213,53 @@ fn answer(call: &GetnameCall<'_>, ep: &Endpoint) -> Option<c_int> {
 }
 
 /// `getname` on a socket with a TOA: `accept()`/`getpeername()` get the client, `getsockname()` the
-/// VIP when the TOA carried one (and `getsockname_vip` is on).
+/// VIP when the TOA carried one (and `getsockname_vip` is on). `None` when `sk` has no TOA: the caller
+/// lets the kernel answer.
 ///
 /// A peer answer needs no socket lock: it comes from the entry, which lives as long as the socket. The
 /// kernel's own `-ENOTCONN` cases hold: `getpeername()` in `CLOSE` or `SYN_SENT` gets it here, and a
 /// socket whose peer port went to 0 (disconnected) no longer matches its entry's port tag, so the
 /// kernel answers it. The cgroup BPF `getpeername` hook does not run (its answer would be replaced
 /// anyway).
-pub(crate) fn getname(call: &GetnameCall<'_>, sk: &Sock, toa: &Toa) -> c_int {
+pub(crate) fn getname(call: &GetnameCall<'_>, sk: &Sock) -> Option<c_int> {
     let peer = call.peer();
     if peer == 0 {
-        let ret = call.forward();
-        if ret >= 0 && params::getsockname_vip() {
-            if let Some(len) = toa.vip.as_ref().and_then(|vip| answer(call, vip)) {
-                toa_debug!(
-                    "getsockname on sk {:p}: {}\n",
-                    sk.as_ptr(),
-                    toa.vip.as_ref().unwrap_or(&toa.client)
-                );
-                return len;
-            }
-        }
-        return ret;
+        let toa = store::lookup(sk)?;
+        return Some(sock_name(call, sk, &toa));
     }
+    // The lookup, the answer and its counter in one read-side section.
+    let rcu = RcuReadGuard::new();
+    let client = store::client(sk, &rcu)?;
     // No need to test `sk_dport == 0` as the kernel does: the entry answered for the socket's ports
     // (its tag), which were those of a connected child.
     if peer == 1 && matches!(sk.state(), TCP_CLOSE | TCP_SYN_SENT) {
-        return -(kernel::bindings::ENOTCONN as c_int);
+        return Some(-(kernel::bindings::ENOTCONN as c_int));
     }
-    match answer(call, &toa.client) {
-        Some(len) => {
-            stats::inc(sk, Counter::GetnameToaOk);
-            toa_debug!("getname on sk {:p}: {}\n", sk.as_ptr(), toa.client);
-            len
+    if let Some(len) = answer(call, &client) {
+        stats::inc_in(sk, Counter::GetnameToaOk, &rcu);
+        toa_debug!("getname on sk {:p}: {}\n", sk.as_ptr(), client);
+        return Some(len);
+    }
+    // The kernel's answer may sleep (`lock_sock`): out of the section first.
+    drop(rcu);
+    Some(call.forward())
+}
+
+/// `getsockname()` on a TOA socket: the kernel's answer, with the VIP as the address when the TOA
+/// carried one and `getsockname_vip` is on.
+fn sock_name(call: &GetnameCall<'_>, sk: &Sock, toa: &Toa) -> c_int {
+    let ret = call.forward();
+    if ret >= 0 && params::getsockname_vip() {
+        if let Some(len) = toa.vip.as_ref().and_then(|vip| answer(call, vip)) {
+            toa_debug!(
+                "getsockname on sk {:p}: {}\n",
+                sk.as_ptr(),
+                toa.vip.as_ref().unwrap_or(&toa.client)
+            );
+            return len;
         }
-        None => call.forward(),
     }
+    ret
 }
 
 /// Socket destructions the destructor callback could not handle (ftrace's recursion check refused it);
@@ -270,7 +284,7 @@ fn sock_destruct(call: &FtraceCall) {
     // whose memory is live until it returns.
     let sk = unsafe { Sock::from_raw(call.arg(0) as *const ffi::Sock) };
     // `contains` first: most sockets have no entry, and a lockless look is cheaper than the bucket lock.
-    if store::contains(sk) {
-        store::remove(sk);
+    if store::contains(sk, call.rcu()) {
+        store::remove(sk, call.rcu());
     }
 }

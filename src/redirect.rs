@@ -52,7 +52,6 @@
 
 use crate::ffi::{AF_INET, AF_INET6, TCP_LISTEN};
 use crate::hooks;
-use crate::store;
 use crate::sys::ops::{
     self, getname_wrapper, syn_recv_sock_wrapper, AfOpsCopy, AfOpsSlot, GetnameCall, KernelTables,
     ProtoOpsCopy, SynRecvSockCall,
@@ -97,8 +96,8 @@ fn tables() -> &'static Tables {
 
 syn_recv_sock_wrapper!(toa_syn_recv_sock_v4, kernel: tables().v4.kernel, then: child_created_v4);
 syn_recv_sock_wrapper!(toa_syn_recv_sock_v6, kernel: tables().v6.kernel, then: child_created_v6);
-getname_wrapper!(toa_getname_v4, kernel: tables().v4.kernel, then: getname_v4);
-getname_wrapper!(toa_getname_v6, kernel: tables().v6.kernel, then: getname_v6);
+getname_wrapper!(toa_getname_v4, kernel: &tables().v4.kernel, then: getname_v4);
+getname_wrapper!(toa_getname_v6, kernel: &tables().v6.kernel, then: getname_v6);
 kretprobe_handler!(toa_listen_start_entry => listen_start_entry);
 kretprobe_handler!(toa_listen_start_ret => listen_start_ret);
 ftrace_callback!(toa_listen_stop_ftrace => listen_stop, missed: listen_stop_was_missed);
@@ -205,13 +204,14 @@ fn getname_v6(call: &GetnameCall<'_>) -> c_int {
 
 /// A TOA socket is answered from its entry ([`hooks::getname`]); any other socket but a listener gets
 /// the kernel's table back, then the kernel's answer.
+#[inline(always)]
 fn getname(family: &Family, call: &GetnameCall<'_>) -> c_int {
     let sock = call.socket();
     let Some(sk) = sock.sk() else {
         return call.forward();
     };
-    if let Some(toa) = store::lookup(sk) {
-        return hooks::getname(call, sk, &toa);
+    if let Some(ret) = hooks::getname(call, sk) {
+        return ret;
     }
     if sk.state() != TCP_LISTEN {
         // SAFETY: the kernel's own table, static.

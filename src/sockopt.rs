@@ -13,7 +13,8 @@
 //!   `getname_toa_mismatch`).
 //! * `EFAULT`: the result could not be copied to the caller's buffer.
 //!
-//! On success 20 bytes are written, `*len` is set to 20 and `getname_toa_ok` counts.
+//! On success 20 bytes are written, `*len` is set to 20 and `getname_toa_ok` counts (it counts an
+//! answer that `EFAULT` kept from the caller too, as for `getpeername()`).
 
 use crate::ffi::{TCP_CLOSE, TCP_LISTEN, TCP_SYN_SENT};
 use crate::stats::{self, Counter};
@@ -21,6 +22,7 @@ use crate::store;
 pub(crate) use crate::sys::netfilter::SockoptRegistration;
 use crate::sys::netfilter::{getsockopt_handler, GetsockoptCall, SockoptRange};
 use crate::sys::sock::Sock;
+use crate::sys::sync::RcuReadGuard;
 use crate::wire::Addr;
 use core::ffi::c_int;
 use kernel::bindings;
@@ -32,19 +34,22 @@ pub(crate) const TOA_SO_GET_LOOKUP: c_int = 4096;
 /// bytes of tail padding.
 pub(crate) const TOA_NAT64_PEER_LEN: usize = 20;
 
-/// The answer to one lookup, or the (positive) errno to return.
+/// The answer to one lookup, or the (positive) errno to return. An answer counts `getname_toa_ok` here,
+/// in the lookup's read-side section, as `getpeername()`'s does: before the copy to the caller.
 fn lookup(sk: &Sock) -> core::result::Result<[u8; TOA_NAT64_PEER_LEN], u32> {
     if matches!(sk.state(), TCP_LISTEN | TCP_CLOSE | TCP_SYN_SENT) {
         return Err(bindings::ENOTCONN);
     }
-    let Some(client) = store::lookup(sk).map(|t| t.client) else {
-        stats::inc(sk, Counter::GetnameToaEmpty);
+    let rcu = RcuReadGuard::new();
+    let Some(client) = store::client(sk, &rcu) else {
+        stats::inc_in(sk, Counter::GetnameToaEmpty, &rcu);
         return Err(bindings::ENOENT);
     };
     let Addr::V6(addr) = client.addr else {
-        stats::inc(sk, Counter::GetnameToaMismatch);
+        stats::inc_in(sk, Counter::GetnameToaMismatch, &rcu);
         return Err(bindings::EAFNOSUPPORT);
     };
+    stats::inc_in(sk, Counter::GetnameToaOk, &rcu);
     let mut peer = [0u8; TOA_NAT64_PEER_LEN];
     peer[..16].copy_from_slice(&addr);
     peer[16..18].copy_from_slice(&client.port.to_be_bytes());
@@ -67,13 +72,12 @@ fn get(mut call: GetsockoptCall<'_>) -> c_int {
     if call
         .user_slice(TOA_NAT64_PEER_LEN)
         .writer()
-        .write_slice(&peer)
+        .write(&peer)
         .is_err()
     {
         return EFAULT.to_errno();
     }
     call.len.set(TOA_NAT64_PEER_LEN as c_int);
-    stats::inc(call.sk, Counter::GetnameToaOk);
     0
 }
 

@@ -13,6 +13,7 @@ use crate::sys::net::Net;
 use crate::sys::percpu::{CounterIndex, NetCounters, PerCpuArray};
 use crate::sys::pernet::{pernet_callbacks, PernetOps, PernetRegistration};
 use crate::sys::sock::Sock;
+use crate::sys::sync::RcuSection;
 use core::ffi::CStr;
 use kernel::prelude::*;
 
@@ -137,6 +138,12 @@ fn counters(net: &Net) -> NetCounters<'_, Counter> {
 #[inline]
 pub(crate) fn inc(sk: &Sock, c: Counter) {
     counters(sk.net()).inc(c)
+}
+
+/// [`inc`] for a caller already inside a read-side section.
+#[inline]
+pub(crate) fn inc_in(sk: &Sock, c: Counter, rcu: &RcuSection) {
+    counters(sk.net()).inc_in(c, rcu)
 }
 
 /// Counts one event on the current CPU, in namespace `net` (a [`Net`]: the caller's packet's,

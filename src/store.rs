@@ -49,7 +49,9 @@ use crate::stats::{self, Counter};
 use crate::sys::params;
 use crate::sys::slab::TypesafeCache;
 use crate::sys::sock::Sock;
-use crate::sys::sync::{self, BucketLocks, NullsLink, Published, RacyCell, RcuReadGuard, Words};
+use crate::sys::sync::{
+    self, BucketLocks, NullsLink, Published, RacyCell, RcuReadGuard, RcuSection, Words,
+};
 use crate::wire::{Addr, Endpoint, Origin, Toa};
 use core::ffi::c_void;
 use core::ptr::NonNull;
@@ -216,7 +218,7 @@ type Link = NullsLink<Entry>;
 /// `link` was loaded during the section from a bucket head of the table, or from the `next` of an entry
 /// reached so.
 #[inline(always)]
-unsafe fn rcu_entry(link: Link, _rcu: &RcuReadGuard) -> Option<&Entry> {
+unsafe fn rcu_entry(link: Link, _rcu: &RcuSection) -> Option<&Entry> {
     // SAFETY: an object reached through the table in the section stays an `Entry` object of the table's
     // caches until the section ends (`SLAB_TYPESAFE_BY_RCU`), freed or reused perhaps: every field of an
     // `Entry` is an atomic or a `RacyCell`, so sharing it with its writers is sound.
@@ -463,10 +465,12 @@ unsafe fn unlink(guard: &BucketGuard, head: &AtomicUsize, sk: &Sock) -> Option<N
 /// removed by [`remove`] in the socket's destructor (every [`Sock`] is an inet socket, destroyed through
 /// `inet_sock_destruct`).
 ///
+/// The caller's read-side section `rcu` is where the counters are counted.
+///
 /// # Errors
 ///
 /// `ENOMEM` when no entry can be allocated (counted: `store_insert_failed`).
-pub(crate) fn insert(sk: &Sock, toa: &Toa) -> Result {
+pub(crate) fn insert(sk: &Sock, toa: &Toa, rcu: &RcuSection) -> Result {
     let t = table();
     let client = PackedEndpoint::pack(toa.client);
     let mut flags = if client.v6 != 0 { FLAG_CLIENT_V6 } else { 0 };
@@ -481,10 +485,10 @@ pub(crate) fn insert(sk: &Sock, toa: &Toa) -> Result {
         client_addr: client.addr,
     };
     let Some(e) = t.new_entry(sk, data, toa.vip.map(PackedEndpoint::pack)) else {
-        stats::inc(sk, Counter::StoreInsertFailed);
+        stats::inc_in(sk, Counter::StoreInsertFailed, rcu);
         return Err(ENOMEM);
     };
-    stats::inc(sk, Counter::Ip6AddressAlloc);
+    stats::inc_in(sk, Counter::Ip6AddressAlloc, rcu);
     let (b, head) = t.bucket_of(sk);
     let stale = {
         let guard = BucketGuard::lock(b);
@@ -500,25 +504,25 @@ pub(crate) fn insert(sk: &Sock, toa: &Toa) -> Result {
         stale
     };
     if let Some(old) = stale {
-        stats::inc(sk, Counter::StoreStaleReplaced);
+        stats::inc_in(sk, Counter::StoreStaleReplaced, rcu);
         // SAFETY: `old` was unlinked under the lock by this call, which makes it its only owner.
         unsafe { t.free_entry_now(old) };
-        stats::inc(sk, Counter::Ip6AddressFree);
+        stats::inc_in(sk, Counter::Ip6AddressFree, rcu);
     }
     Ok(())
 }
 
-/// Whether `sk` has an entry: a lockless look, for the destructor hook, which takes the bucket lock only
-/// then (most sockets have no entry). Safe in any context, a breakpoint's NMI-like one included (RCU and
-/// plain loads only).
+/// Whether `sk` has an entry: a lockless look in the caller's read-side section, for the destructor
+/// hook, which takes the bucket lock only then (most sockets have no entry). Safe in any context, a
+/// breakpoint's NMI-like one included (plain loads only).
 #[inline(always)]
-pub(crate) fn contains(sk: &Sock) -> bool {
-    rcu_find(sk, |_| Ok(Some(()))).is_some()
+pub(crate) fn contains(sk: &Sock, rcu: &RcuSection) -> bool {
+    rcu_find_in(sk, rcu, |_| Ok(Some(()))).is_some()
 }
 
-/// Removes and frees the entry of `sk`, if any. Runs from `inet_sock_destruct`, in any context but a
-/// breakpoint's (it takes the bucket lock).
-pub(crate) fn remove(sk: &Sock) {
+/// Removes and frees the entry of `sk`, if any, counting in the caller's read-side section `rcu`. Runs
+/// from `inet_sock_destruct`, in any context but a breakpoint's (it takes the bucket lock).
+pub(crate) fn remove(sk: &Sock, rcu: &RcuSection) {
     let t = table();
     let (b, head) = t.bucket_of(sk);
     let removed = {
@@ -529,7 +533,7 @@ pub(crate) fn remove(sk: &Sock) {
     if let Some(e) = removed {
         // SAFETY: unlinked under the lock by this call, which makes it the entry's only owner.
         unsafe { t.free_entry_now(e) };
-        stats::inc(sk, Counter::Ip6AddressFree);
+        stats::inc_in(sk, Counter::Ip6AddressFree, rcu);
     }
 }
 
@@ -548,23 +552,47 @@ pub(crate) fn lookup(sk: &Sock) -> Option<Toa> {
     })
 }
 
-/// Walks the chain of `sk`'s bucket under `rcu_read_lock` for an entry whose socket is `sk`, and returns
-/// what `found` makes of it (`found` returns `Err` to have the walk start over: the entry changed under
-/// it), or `None` when there is no such entry. `found` runs inside the RCU section, with an entry that
-/// may have been freed or reused since it was reached.
+/// The real client stored for `sk` (the peer address `getpeername()` answers), or `None` when `sk` has
+/// no entry of its own: [`lookup`] without the VIP and the format, inside the caller's read-side
+/// section (which may go on using it, to count the answer).
+#[inline(always)]
+pub(crate) fn client(sk: &Sock, rcu: &RcuSection) -> Option<Endpoint> {
+    rcu_find_in(sk, rcu, |e| match e.copy_client() {
+        Some((s, tag, client)) if s == sk.as_ptr().cast_const() => {
+            Ok((tag == SkTag::of(sk)).then_some(client))
+        }
+        // Freed or reused under us: the entry of `sk`, if any, is elsewhere.
+        _ => Err(()),
+    })
+}
+
+/// Walks the chain of `sk`'s bucket under `rcu_read_lock` for an entry whose socket is `sk`: see
+/// [`rcu_find_in`].
 #[inline(always)]
 fn rcu_find<T>(
     sk: &Sock,
     found: impl Fn(&Entry) -> core::result::Result<Option<T>, ()>,
 ) -> Option<T> {
+    rcu_find_in(sk, &RcuReadGuard::new(), found)
+}
+
+/// Walks the chain of `sk`'s bucket in the read-side section `_rcu` for an entry whose socket is `sk`,
+/// and returns what `found` makes of it (`found` returns `Err` to have the walk start over: the entry
+/// changed under it), or `None` when there is no such entry. `found` runs inside the section, with an
+/// entry that may have been freed or reused since it was reached.
+#[inline(always)]
+fn rcu_find_in<T>(
+    sk: &Sock,
+    rcu: &RcuSection,
+    found: impl Fn(&Entry) -> core::result::Result<Option<T>, ()>,
+) -> Option<T> {
     let (b, head) = table().bucket_of(sk);
-    let rcu = RcuReadGuard::new();
     'walk: loop {
         // Acquire loads of the links: rcu_dereference().
         let mut link = Link::from_word(head.load(Ordering::Acquire));
         // SAFETY: `link` is loaded in `rcu`'s section from the bucket's head, then from the `next` of
         // the entries reached so.
-        while let Some(e) = unsafe { rcu_entry(link, &rcu) } {
+        while let Some(e) = unsafe { rcu_entry(link, rcu) } {
             if e.sk.load(Ordering::Relaxed) == sk.as_ptr() {
                 match found(e) {
                     Ok(r) => return r,
@@ -678,6 +706,38 @@ impl Entry {
                 origin: unpack_origin(data.origin),
             },
         })
+    }
+
+    /// Copies the entry's socket, tag and client (not its VIP), or `None` if it is free or was reused
+    /// while it was being copied: [`Entry::copy`] for `getpeername()`.
+    #[inline(always)]
+    fn copy_client(&self) -> Option<(*const ffi::Sock, SkTag, Endpoint)> {
+        let sk = self.sk.load(Ordering::Relaxed);
+        if sk.is_null() {
+            return None;
+        }
+        // smp_rmb(): the pointer before the data (pairs with the write barrier in `new_entry`).
+        fence(Ordering::Acquire);
+        let data = self.data.load();
+        // smp_rmb(): the data before the pointer again (pairs with `free_entry_now`).
+        fence(Ordering::Acquire);
+        if self.sk.load(Ordering::Relaxed) != sk {
+            return None;
+        }
+        let addr = if data.flags & FLAG_CLIENT_V6 != 0 {
+            Addr::V6(data.client_addr)
+        } else {
+            let a = data.client_addr;
+            Addr::V4([a[0], a[1], a[2], a[3]])
+        };
+        Some((
+            sk,
+            data.tag,
+            Endpoint {
+                addr,
+                port: data.client_port,
+            },
+        ))
     }
 
     /// Copies the entry at `e`, or `None` if it is free or was reused while it was being copied.

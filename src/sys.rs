@@ -9,6 +9,7 @@
 //! [`Opaque`]: kernel::types::Opaque
 
 pub(crate) mod hash;
+pub(crate) mod layout;
 pub(crate) mod net;
 pub(crate) mod netfilter;
 pub(crate) mod ops;

@@ -61,10 +61,12 @@ struct Toa {
 /// destructor hook, then the store (frees what is left after an RCU grace period, without touching
 /// sockets: they may be gone), then the counters.
 struct Parts {
-    // UDP first: it uses the counters, the trusted sources and the namespaces' toa state below.
+    // Registered last, so that `nf_getsockopt`, which tries the most recently registered range first
+    // (and takes a module reference for each range of the family it looks at), finds 4096 at once.
+    _sockopt: sockopt::SockoptRegistration,
+    // UDP next: it uses the counters, the trusted sources and the namespaces' toa state below.
     _uoa: Option<uoa::Uoa>,
     _redirect: redirect::Redirect,
-    _sockopt: sockopt::SockoptRegistration,
     _proc: procfs::ProcRegistration,
     // The destructor hook goes only after the last reader of sockets through the store (/proc).
     _destruct: FtraceRegistration,
@@ -83,18 +85,18 @@ impl kernel::Module for Toa {
         // The destructor hook comes before anything can store an entry: no entry may outlive its socket.
         let destruct = FtraceRegistration::register(FtraceHook::InetSockDestruct)?;
         let proc = procfs::ProcRegistration::register()?;
-        let sockopt = sockopt::register()?;
         let redirect = redirect::Redirect::new()?;
         let uoa = uoa::Uoa::new()?;
+        let sockopt = sockopt::register()?;
         pr_info!(
             "toa load success, TOA version {}{}\n",
             VERSION,
             if uoa.is_some() { ", UOA on" } else { "" }
         );
         let parts = Parts {
+            _sockopt: sockopt,
             _uoa: uoa,
             _redirect: redirect,
-            _sockopt: sockopt,
             _proc: proc,
             _destruct: destruct,
             _store: store,

@@ -292,12 +292,7 @@ unsigned int toa_net_inum(const struct net *net) { return net->ns.inum; }
 unsigned long toa_jiffies(void) { return jiffies; }
 const unsigned int toa_hz = HZ;
 u32 toa_jhash2(const u32 *k, u32 words, u32 initval) { return jhash2(k, words, initval); }
-unsigned char toa_sk_protocol(const struct sock *sk) { return sk->sk_protocol; }
 unsigned int toa_skb_len_from_network(const struct sk_buff *skb) { return skb->len - skb_network_offset(skb); }
-unsigned int toa_skb_headlen_from_network(const struct sk_buff *skb)
-{
-	return skb_tail_pointer(skb) - skb_network_header(skb);
-}
 int toa_skb_copy_from_network(const struct sk_buff *skb, void *to, unsigned int len)
 {
 	return skb_copy_bits(skb, skb_network_offset(skb), to, len);
@@ -313,12 +308,6 @@ unsigned int toa_nr_cpu_ids(void) { return nr_cpu_ids; }
 
 /* ---- Per-namespace counters (net_generic storage) and /proc/net files ---- */
 
-/* A namespace's counters: published in `stats`, moved to `retired` by pre_exit, freed by exit. */
-struct toa_net {
-	u64 __percpu *stats;
-	u64 __percpu *retired;
-	long uoa_mappings;	/* the namespace's UOA flow mappings (src/uoa/flows.rs) */
-};
 unsigned int toa_net_id;
 
 struct pernet_operations toa_stats_net_ops = {
@@ -329,18 +318,6 @@ struct pernet_operations toa_stats_net_ops = {
 	.size = sizeof(struct toa_net),
 };
 
-u64 __percpu **toa_net_stats_slot(const struct net *net)
-{
-	return &((struct toa_net *)net_generic(net, toa_net_id))->stats;
-}
-u64 __percpu **toa_net_stats_retired_slot(const struct net *net)
-{
-	return &((struct toa_net *)net_generic(net, toa_net_id))->retired;
-}
-long *toa_net_uoa_mappings_slot(const struct net *net)
-{
-	return &((struct toa_net *)net_generic(net, toa_net_id))->uoa_mappings;
-}
 
 struct pernet_operations toa_proc_net_ops = {
 	.init = toa_net_init,
@@ -378,9 +355,6 @@ void *toa_seq_private(const struct seq_file *seq) { return seq->private; }
 
 /* ---- Socket and skb field reads ---- */
 
-struct sock *toa_socket_sk(const struct socket *sock) { return sock->sk; }
-unsigned short toa_sk_family(const struct sock *sk) { return sk->sk_family; }
-unsigned char toa_sk_state(const struct sock *sk) { return READ_ONCE(sk->sk_state); }
 struct net *toa_sk_net(const struct sock *sk) { return sock_net(sk); }
 __be32 toa_sk_rcv_saddr(const struct sock *sk) { return READ_ONCE(sk->sk_rcv_saddr); }
 __be32 toa_sk_daddr(const struct sock *sk) { return READ_ONCE(sk->sk_daddr); }
@@ -388,15 +362,6 @@ const struct in6_addr *toa_sk_v6_rcv_saddr(const struct sock *sk) { return &sk->
 const struct in6_addr *toa_sk_v6_daddr(const struct sock *sk) { return &sk->sk_v6_daddr; }
 __u16 toa_sk_num(const struct sock *sk) { return READ_ONCE(sk->sk_num); }
 __be16 toa_sk_dport(const struct sock *sk) { return READ_ONCE(sk->sk_dport); }
-/* sk_num and sk_dport in one read: the two 16-bit halves of skc_portpair (see struct sock_common). */
-u32 toa_sk_portpair(const struct sock *sk) { return READ_ONCE(sk->sk_portpair); }
-const unsigned char *toa_skb_network_header(const struct sk_buff *skb) { return skb_network_header(skb); }
-unsigned int toa_skb_network_header_len(const struct sk_buff *skb) { return skb_network_header_len(skb); }
-const unsigned char *toa_skb_transport_header(const struct sk_buff *skb) { return skb_transport_header(skb); }
-unsigned int toa_skb_headlen_from_transport(const struct sk_buff *skb)
-{
-	return skb_tail_pointer(skb) - skb_transport_header(skb);
-}
 
 /*
  * ---- Operation tables (src/sys/ops.rs; the unload protocol is in src/redirect.rs) ----
@@ -424,22 +389,8 @@ struct proto_ops *toa_proto_ops_dup(const struct proto_ops *ops) { return kmemdu
 void toa_kmemleak_not_leak(const void *ptr) { kmemleak_not_leak(ptr); }
 toa_getname_t toa_proto_ops_getname(const struct proto_ops *ops) { return READ_ONCE(ops->getname); }
 void toa_proto_ops_set_getname(struct proto_ops *ops, toa_getname_t f) { WRITE_ONCE(ops->getname, f); }
-const struct inet_connection_sock_af_ops *toa_sk_af_ops(const struct sock *sk)
-{
-	return READ_ONCE(inet_csk(sk)->icsk_af_ops);
-}
-bool toa_sk_swap_af_ops(struct sock *sk, const struct inet_connection_sock_af_ops *old,
-			const struct inet_connection_sock_af_ops *new)
-{
-	return try_cmpxchg(&inet_csk(sk)->icsk_af_ops, &old, new);
-}
 struct socket *toa_sk_socket(const struct sock *sk) { return READ_ONCE(sk->sk_socket); }
 bool toa_sk_kern(const struct sock *sk) { return sk->sk_kern_sock; }
-const struct proto_ops *toa_socket_ops(const struct socket *sock) { return READ_ONCE(sock->ops); }
-bool toa_socket_swap_ops(struct socket *sock, const struct proto_ops *old, const struct proto_ops *new)
-{
-	return try_cmpxchg(&sock->ops, &old, new);
-}
 void toa_lock_sock(struct sock *sk) { lock_sock(sk); }
 void toa_release_sock(struct sock *sk) { release_sock(sk); }
 void toa_sock_hold(struct sock *sk) { sock_hold(sk); }

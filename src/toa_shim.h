@@ -57,6 +57,17 @@ int toa_uoa_table_seq_show(struct seq_file *seq, void *v);
 /* Words of the uoa_table walker's state (src/sys/proc.rs checks the state's size against it). */
 #define TOA_UOA_WALKER_WORDS 16
 
+/*
+ * A namespace's toa state (net_generic storage of toa_stats_net_ops, read from Rust through src/sys/layout.rs):
+ * its counters, published in `stats`, moved to `retired` by pre_exit, freed by exit; and its number of UOA
+ * flow mappings (src/uoa/flows.rs).
+ */
+struct toa_net {
+	u64 __percpu *stats;
+	u64 __percpu *retired;
+	long uoa_mappings;
+};
+
 /* Objects and parameters. */
 extern bool toa_param_debug;
 extern bool toa_param_nat64_getpeername;
@@ -128,11 +139,6 @@ struct seq_file *toa_file_seq(const struct file *file);
 struct net *toa_maybe_get_net(struct net *net);
 void toa_put_net(struct net *net);
 void *toa_seq_private(const struct seq_file *seq);
-u64 __percpu **toa_net_stats_slot(const struct net *net);
-u64 __percpu **toa_net_stats_retired_slot(const struct net *net);
-struct sock *toa_socket_sk(const struct socket *sock);
-unsigned short toa_sk_family(const struct sock *sk);
-unsigned char toa_sk_state(const struct sock *sk);
 struct net *toa_sk_net(const struct sock *sk);
 __be32 toa_sk_rcv_saddr(const struct sock *sk);
 __be32 toa_sk_daddr(const struct sock *sk);
@@ -140,11 +146,6 @@ const struct in6_addr *toa_sk_v6_rcv_saddr(const struct sock *sk);
 const struct in6_addr *toa_sk_v6_daddr(const struct sock *sk);
 __u16 toa_sk_num(const struct sock *sk);
 __be16 toa_sk_dport(const struct sock *sk);
-u32 toa_sk_portpair(const struct sock *sk);
-const unsigned char *toa_skb_network_header(const struct sk_buff *skb);
-unsigned int toa_skb_network_header_len(const struct sk_buff *skb);
-const unsigned char *toa_skb_transport_header(const struct sk_buff *skb);
-unsigned int toa_skb_headlen_from_transport(const struct sk_buff *skb);
 bool toa_debug_ratelimit(void);
 struct net *toa_nf_state_net(const struct nf_hook_state *state);
 int toa_uoa_nets_store(unsigned long inum, struct net *net);
@@ -155,11 +156,8 @@ struct net *toa_seq_file_net(struct seq_file *seq);
 unsigned int toa_net_inum(const struct net *net);
 unsigned long toa_jiffies(void);
 u32 toa_jhash2(const u32 *k, u32 words, u32 initval);
-unsigned char toa_sk_protocol(const struct sock *sk);
 unsigned int toa_skb_len_from_network(const struct sk_buff *skb);
-unsigned int toa_skb_headlen_from_network(const struct sk_buff *skb);
 int toa_skb_copy_from_network(const struct sk_buff *skb, void *to, unsigned int len);
-long *toa_net_uoa_mappings_slot(const struct net *net);
 
 /* Operation tables: the slots toa replaces, and their types. */
 typedef void (*toa_opt_child_init_t)(struct sock *newsk, const struct sock *sk);
@@ -183,13 +181,8 @@ struct proto_ops *toa_proto_ops_dup(const struct proto_ops *ops);
 void toa_kmemleak_not_leak(const void *ptr);
 toa_getname_t toa_proto_ops_getname(const struct proto_ops *ops);
 void toa_proto_ops_set_getname(struct proto_ops *ops, toa_getname_t f);
-const struct inet_connection_sock_af_ops *toa_sk_af_ops(const struct sock *sk);
-bool toa_sk_swap_af_ops(struct sock *sk, const struct inet_connection_sock_af_ops *old,
-			const struct inet_connection_sock_af_ops *new);
 struct socket *toa_sk_socket(const struct sock *sk);
 bool toa_sk_kern(const struct sock *sk);
-const struct proto_ops *toa_socket_ops(const struct socket *sock);
-bool toa_socket_swap_ops(struct socket *sock, const struct proto_ops *old, const struct proto_ops *new);
 void toa_lock_sock(struct sock *sk);
 void toa_release_sock(struct sock *sk);
 void toa_sock_hold(struct sock *sk);

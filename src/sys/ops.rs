@@ -80,13 +80,15 @@ impl KernelTables {
             );
             return Err(Error::from_errno(ret));
         }
-        // SAFETY: the socket was just created and has its `sk` until released below.
-        let (af_ops, proto_ops) = unsafe {
-            (
-                ffi::toa_sk_af_ops(ffi::toa_socket_sk(sock)),
-                ffi::toa_socket_ops(sock),
-            )
-        };
+        // SAFETY: the socket was just created, and is ours until released below.
+        let socket = unsafe { Socket::from_raw(sock) };
+        let proto_ops = socket.ops();
+        let af_ops = socket.sk().map_or(core::ptr::null(), |sk| sk.af_ops());
+        if af_ops.is_null() {
+            // SAFETY: created above, released once.
+            unsafe { ffi::sock_release(sock) };
+            return Err(EINVAL);
+        }
         // SAFETY: created above, released once.
         unsafe { ffi::sock_release(sock) };
         Ok(Self::of(family, af_ops, proto_ops))
@@ -345,7 +347,7 @@ pub(crate) struct GetnameCall<'a> {
     sock: &'a Socket,
     addr: *mut u8,
     peer: c_int,
-    kernel: KernelTables,
+    kernel: &'a KernelTables,
 }
 
 impl<'a> GetnameCall<'a> {
@@ -358,7 +360,7 @@ impl<'a> GetnameCall<'a> {
         sock: *mut ffi::Socket,
         addr: *mut u8,
         peer: c_int,
-        kernel: KernelTables,
+        kernel: &'a KernelTables,
     ) -> Self {
         // INVARIANT: per the function's contract.
         Self {
@@ -381,8 +383,8 @@ impl<'a> GetnameCall<'a> {
     }
 
     /// The kernel's tables of the socket's family.
-    pub(crate) fn kernel(&self) -> &KernelTables {
-        &self.kernel
+    pub(crate) fn kernel(&self) -> &'a KernelTables {
+        self.kernel
     }
 
     /// Lets the kernel's `getname` answer (it may sleep; counted for the unload).
@@ -446,7 +448,7 @@ pub(crate) fn wait_forwarded_getname() {
 }
 
 /// Defines `$c`, toa's `getname` for a family: `$f(&GetnameCall) -> c_int` answers; `$kernel` is an
-/// expression giving the family's [`KernelTables`].
+/// expression giving a reference to the family's [`KernelTables`], valid for the call.
 macro_rules! getname_wrapper {
     ($c:ident, kernel: $kernel:expr, then: $f:path) => {
         /// toa's `getname` (see [`crate::sys::ops::getname_wrapper!`]).

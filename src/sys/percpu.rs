@@ -2,7 +2,9 @@
 
 //! Per-CPU counter arrays (`__alloc_percpu`), and their RCU publication in a namespace's toa state.
 
+use super::layout;
 use super::net::Net;
+use super::sync::{RcuReadGuard, RcuSection};
 use crate::ffi;
 use core::ffi::{c_int, c_uint};
 use core::marker::PhantomData;
@@ -135,7 +137,7 @@ impl<I: CounterIndex> Drop for PerCpuArray<I> {
 }
 
 /// A namespace's counters as toa publishes them to lockless readers: the `stats` and `retired` slots of
-/// the namespace's `struct toa_net` (`src/toa_shim.c`, `net_generic` storage of `toa_stats_net_ops`).
+/// the namespace's `struct toa_net` (`src/toa_shim.h`, `net_generic` storage of `toa_stats_net_ops`).
 ///
 /// `stats` holds the counters the hooks increment, from the namespace's `init` (or toa's load) to its
 /// `pre_exit` (or toa's unload). Readers load it inside an RCU read-side section and use the counters
@@ -177,73 +179,64 @@ impl<'a, I: CounterIndex> NetCounters<'a, I> {
         }
     }
 
-    /// The `stats` slot. The caller is inside an RCU read-side section (`net_generic`).
-    #[inline]
-    fn published(self) -> &'a AtomicPtr<u64> {
-        // SAFETY: by the type invariant the slot exists while `self` does; it is only accessed
-        // atomically. `net_generic` needs the RCU read lock, which every caller holds.
-        unsafe { AtomicPtr::from_ptr(ffi::toa_net_stats_slot(self.net.as_ptr())) }
+    /// The `stats` slot, for as long as the read-side section `rcu` lasts.
+    #[inline(always)]
+    fn published<'r>(self, rcu: &'r RcuSection) -> &'r AtomicPtr<u64> {
+        // SAFETY: by the type invariant the slot exists (the registration the contract of
+        // `Net::toa_net` asks for); it is only accessed atomically.
+        unsafe { AtomicPtr::from_ptr(layout::TOA_NET_STATS.ptr(self.net.toa_net(rcu))) }
     }
 
-    /// The `retired` slot. The caller is inside an RCU read-side section (`net_generic`).
-    fn retired(self) -> &'a AtomicPtr<u64> {
+    /// The `retired` slot, for as long as the read-side section `rcu` lasts.
+    fn retired<'r>(self, rcu: &'r RcuSection) -> &'r AtomicPtr<u64> {
         // SAFETY: as in `published`.
-        unsafe { AtomicPtr::from_ptr(ffi::toa_net_stats_retired_slot(self.net.as_ptr())) }
+        unsafe { AtomicPtr::from_ptr(layout::TOA_NET_RETIRED.ptr(self.net.toa_net(rcu))) }
     }
 
     /// Adds 1 to counter `i` of the current CPU, if the namespace's counters are published.
     #[inline]
     pub(crate) fn inc(self, i: I) {
-        // SAFETY: RCU read-side sections nest and may be entered in any context; unlocked below.
-        unsafe { ffi::toa_rcu_read_lock() };
-        if let Some(base) = NonNull::new(self.published().load(Ordering::Acquire)) {
+        self.inc_in(i, &RcuReadGuard::new());
+    }
+
+    /// [`NetCounters::inc`] for a caller already inside a read-side section.
+    #[inline]
+    pub(crate) fn inc_in(self, i: I, rcu: &RcuSection) {
+        if let Some(base) = NonNull::new(self.published(rcu).load(Ordering::Acquire)) {
             // SAFETY: published counters (type invariant), not freed before a grace period after they
-            // are retired, which this read-side section holds off. Not dropped (`ManuallyDrop`).
+            // are retired, which the read-side section holds off. Not dropped (`ManuallyDrop`).
             let counters = ManuallyDrop::new(unsafe { PerCpuArray::<I>::from_raw(base) });
             counters.inc(i);
         }
-        // SAFETY: locked above.
-        unsafe { ffi::toa_rcu_read_unlock() };
     }
 
     /// Calls `f` with the published counters (`None` once retired), inside an RCU read-side section:
     /// `f` must not sleep (an atomic-context rule, as under a spinlock: checked by the kernel's
     /// `might_sleep` debugging, not by the type system).
     pub(crate) fn with<R>(self, f: impl FnOnce(Option<&PerCpuArray<I>>) -> R) -> R {
-        // SAFETY: as in `inc`.
-        unsafe { ffi::toa_rcu_read_lock() };
-        let base = NonNull::new(self.published().load(Ordering::Acquire));
-        // SAFETY: as in `inc`; the borrow given to `f` ends before the section does.
+        let rcu = RcuReadGuard::new();
+        let base = NonNull::new(self.published(&rcu).load(Ordering::Acquire));
+        // SAFETY: as in `inc_in`; the borrow given to `f` ends before the section does.
         let counters = base.map(|b| ManuallyDrop::new(unsafe { PerCpuArray::<I>::from_raw(b) }));
-        let r = f(counters.as_deref());
-        // SAFETY: locked above.
-        unsafe { ffi::toa_rcu_read_unlock() };
-        r
+        f(counters.as_deref())
     }
 
     /// Publishes `counters` (the namespace's `init`, which the pernet core runs once: counters published
     /// already would be leaked, never freed under a reader).
     pub(crate) fn publish(self, counters: PerCpuArray<I>) {
-        // SAFETY: as in `inc`.
-        unsafe { ffi::toa_rcu_read_lock() };
-        self.published()
+        self.published(&RcuReadGuard::new())
             .store(counters.into_raw().as_ptr(), Ordering::Release);
-        // SAFETY: locked above.
-        unsafe { ffi::toa_rcu_read_unlock() };
     }
 
     /// Unpublishes the counters (the namespace's `pre_exit`): readers that start after this see none;
     /// the counters wait in the `retired` slot for [`NetCounters::take_retired`].
     pub(crate) fn retire(self) {
-        // SAFETY: as in `inc`.
-        unsafe { ffi::toa_rcu_read_lock() };
+        let rcu = RcuReadGuard::new();
         let base = self
-            .published()
+            .published(&rcu)
             .swap(core::ptr::null_mut(), Ordering::AcqRel);
         // Owned by `retired` now (`exit` runs once after each `pre_exit`: the slot is empty).
-        self.retired().store(base, Ordering::Relaxed);
-        // SAFETY: locked above.
-        unsafe { ffi::toa_rcu_read_unlock() };
+        self.retired(&rcu).store(base, Ordering::Relaxed);
     }
 
     /// Takes the counters [`NetCounters::retire`] unpublished (the namespace's `exit`), to free them.
@@ -253,13 +246,9 @@ impl<'a, I: CounterIndex> NetCounters<'a, I> {
     /// An RCU grace period has elapsed since `retire` (the pernet core waits for one between `pre_exit`
     /// and `exit`): no reader still uses the counters.
     pub(crate) unsafe fn take_retired(self) -> Option<PerCpuArray<I>> {
-        // SAFETY: as in `inc`.
-        unsafe { ffi::toa_rcu_read_lock() };
         let base = self
-            .retired()
+            .retired(&RcuReadGuard::new())
             .swap(core::ptr::null_mut(), Ordering::Relaxed);
-        // SAFETY: locked above.
-        unsafe { ffi::toa_rcu_read_unlock() };
         // SAFETY: owned by the slot (type invariant), taken out of it; per the function's contract
         // nothing reads them any more.
         NonNull::new(base).map(|b| unsafe { PerCpuArray::from_raw(b) })

@@ -10,6 +10,7 @@
 //! [`kretprobe_handler!`] and [`ftrace_callback!`] macros give them the C entry points the shim
 //! declares.
 
+use super::sync::RcuSection;
 use crate::ffi;
 use core::ffi::CStr;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -283,9 +284,11 @@ impl Drop for FtraceRegistration {
 ///
 /// # Invariants
 ///
-/// `fregs` are the registers ftrace passed to one of toa's callbacks, valid until it returns.
+/// `fregs` are the registers ftrace passed to one of toa's callbacks, valid until it returns; the
+/// callback runs with preemption disabled (the recursion check of [`ftrace_callback!`] disables it).
 pub(crate) struct FtraceCall {
     fregs: *mut ffi::FtraceRegs,
+    rcu: RcuSection,
 }
 
 impl FtraceCall {
@@ -293,10 +296,22 @@ impl FtraceCall {
     ///
     /// # Safety
     ///
-    /// `fregs` is the argument of one of toa's ftrace callbacks, and the value is used only during it.
+    /// `fregs` is the argument of one of toa's ftrace callbacks, which holds the recursion lock
+    /// (preemption is disabled) while the value is used, and only during the callback.
     pub(crate) unsafe fn new(fregs: *mut ffi::FtraceRegs) -> Self {
         // INVARIANT: per the function's contract.
-        Self { fregs }
+        Self {
+            fregs,
+            // SAFETY: preemption is disabled while the value lives (the contract): an RCU read-side
+            // section.
+            rcu: unsafe { RcuSection::assume() },
+        }
+    }
+
+    /// The RCU read-side section the callback is in (preemption is disabled during it).
+    #[inline(always)]
+    pub(crate) fn rcu(&self) -> &RcuSection {
+        &self.rcu
     }
 
     /// Argument `n` (0-based) of the traced function.
@@ -332,7 +347,7 @@ macro_rules! ftrace_callback {
                 $missed();
                 return;
             }
-            // SAFETY: ftrace's registers, used only during this call.
+            // SAFETY: ftrace's registers, used only during this call, under the recursion lock.
             $f(&unsafe { $crate::sys::probes::FtraceCall::new(fregs) });
             // SAFETY: taken above.
             unsafe { $crate::ffi::toa_ftrace_recursion_unlock(bit) };

@@ -2,6 +2,7 @@
 
 //! Packets (`struct sk_buff`) in receive processing.
 
+use super::layout;
 use crate::ffi;
 use core::ffi::c_uint;
 use core::mem::MaybeUninit;
@@ -33,14 +34,51 @@ impl SkBuff {
         self.0.get()
     }
 
+    /// `skb->head`, where the header offsets count from.
+    #[inline(always)]
+    fn head(&self) -> *const u8 {
+        // SAFETY: allocated while borrowed (type invariant); `head` does not change while the owner
+        // holds the packet without reallocating it.
+        unsafe { layout::SKB_HEAD.read_once(self.as_ptr()) }
+    }
+
+    /// `skb->network_header`: the IP header's offset from [`SkBuff::head`].
+    #[inline(always)]
+    fn network_offset(&self) -> usize {
+        // SAFETY: as in `head`.
+        usize::from(unsafe { layout::SKB_NETWORK_HEADER.read_once(self.as_ptr()) })
+    }
+
+    /// `skb->transport_header`: the transport header's offset from [`SkBuff::head`].
+    #[inline(always)]
+    fn transport_offset(&self) -> usize {
+        // SAFETY: as in `head`.
+        usize::from(unsafe { layout::SKB_TRANSPORT_HEADER.read_once(self.as_ptr()) })
+    }
+
+    /// `skb->tail`: the end of the linear data, as an offset from [`SkBuff::head`].
+    #[inline(always)]
+    fn tail_offset(&self) -> usize {
+        // SAFETY: as in `head`.
+        unsafe { layout::SKB_TAIL.read_once(self.as_ptr()) as usize }
+    }
+
+    /// `skb_network_header()`.
+    #[inline(always)]
+    fn network_header(&self) -> *const u8 {
+        // SAFETY: the network header is set and lies in the buffer (type invariant).
+        unsafe { self.head().add(self.network_offset()) }
+    }
+
     /// The bytes from the network header to the end of the linear area (IP header first).
     pub(crate) fn linear_from_network(&self) -> &[u8] {
         // SAFETY: by the type invariant the network header lies in the linear area, and the bytes from
         // it to the tail are readable and unchanged while `self` is borrowed.
         unsafe {
-            let nh = ffi::toa_skb_network_header(self.as_ptr());
-            let len = ffi::toa_skb_headlen_from_network(self.as_ptr()) as usize;
-            core::slice::from_raw_parts(nh, len)
+            core::slice::from_raw_parts(
+                self.network_header(),
+                self.tail_offset().saturating_sub(self.network_offset()),
+            )
         }
     }
 
@@ -129,7 +167,7 @@ macro_rules! ip_skbuff {
             pub(crate) fn header(&self) -> &[u8; $len] {
                 // SAFETY: by the type invariants the fixed header is linear, readable and unchanged
                 // while `self` is borrowed.
-                unsafe { &*ffi::toa_skb_network_header(self.as_ptr()).cast::<[u8; $len]>() }
+                unsafe { &*self.network_header().cast::<[u8; $len]>() }
             }
         }
     };
@@ -170,9 +208,11 @@ impl TcpSkBuff {
         // SAFETY: by the type invariants those bytes are linear, readable and unchanged while `self`
         // is borrowed.
         unsafe {
-            let nh = ffi::toa_skb_network_header(self.as_ptr());
-            let len = ffi::toa_skb_network_header_len(self.as_ptr()) as usize;
-            core::slice::from_raw_parts(nh, len)
+            core::slice::from_raw_parts(
+                self.network_header(),
+                self.transport_offset()
+                    .saturating_sub(self.network_offset()),
+            )
         }
     }
 
@@ -182,8 +222,8 @@ impl TcpSkBuff {
         // SAFETY: by the type invariants the bytes from the transport header to the tail of the linear
         // area are readable, and the slice stays inside them.
         unsafe {
-            let th = ffi::toa_skb_transport_header(self.as_ptr());
-            let avail = ffi::toa_skb_headlen_from_transport(self.as_ptr()) as usize;
+            let th = self.head().add(self.transport_offset());
+            let avail = self.tail_offset().saturating_sub(self.transport_offset());
             core::slice::from_raw_parts(th, avail.min(60))
         }
     }

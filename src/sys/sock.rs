@@ -2,14 +2,16 @@
 
 //! Sockets: `struct socket` (the file side) and `struct sock` (the protocol side).
 
+use super::layout;
 use super::net::Net;
 use crate::ffi;
 use kernel::types::Opaque;
 
 /// A socket's protocol side (`struct sock`), TCP or UDP, IPv4 or IPv6.
 ///
-/// Its address is what toa keys a TCP socket's entry with ([`Sock::as_ptr`]); fields are read through
-/// the shim, with `READ_ONCE` where the kernel may change them concurrently.
+/// Its address is what toa keys a TCP socket's entry with ([`Sock::as_ptr`]); fields are read in place
+/// where `src/sys/layout.rs` knows them, through the shim otherwise, with `READ_ONCE` where the kernel
+/// may change them concurrently.
 ///
 /// # Invariants
 ///
@@ -40,26 +42,33 @@ impl Sock {
     /// `sk_family`: `AF_INET` or `AF_INET6` for the sockets toa sees.
     pub(crate) fn family(&self) -> u16 {
         // SAFETY: by the type invariant the socket is allocated; the family never changes.
-        unsafe { ffi::toa_sk_family(self.as_ptr()) }
+        unsafe { layout::SK_FAMILY.read_once(self.as_ptr()) }
     }
 
     /// `sk_protocol`: `IPPROTO_TCP`, `IPPROTO_UDP`...
     pub(crate) fn protocol(&self) -> u8 {
-        // SAFETY: as in `family`.
-        unsafe { ffi::toa_sk_protocol(self.as_ptr()) }
+        // SAFETY: as in `family`. Protocol numbers of sockets fit in a byte (`IPPROTO_*` below 256).
+        unsafe { layout::SK_PROTOCOL.read_once(self.as_ptr()) as u8 }
     }
 
     /// `sk_state` (`TCP_LISTEN`, `TCP_CLOSE`...), read once.
     pub(crate) fn state(&self) -> u8 {
         // SAFETY: as in `family`; a `READ_ONCE` of a field that may change concurrently.
-        unsafe { ffi::toa_sk_state(self.as_ptr()) }
+        unsafe { layout::SK_STATE.read_once(self.as_ptr()) }
     }
 
     /// The socket's network namespace.
     pub(crate) fn net(&self) -> &Net {
         // SAFETY: a socket holds its namespace (or, for a kernel socket, is freed before it) while it
-        // is allocated, and its namespace never changes: it lives at least as long as `self`.
-        unsafe { Net::from_raw(ffi::toa_sk_net(self.as_ptr())) }
+        // is allocated, and its namespace never changes: it lives at least as long as `self`. Without
+        // `CONFIG_NET_NS` the shim answers `init_net`.
+        unsafe {
+            Net::from_raw(if layout::NET_NS {
+                layout::SK_NET.read_once(self.as_ptr())
+            } else {
+                ffi::toa_sk_net(self.as_ptr())
+            })
+        }
     }
 
     /// `sk_rcv_saddr`: the local IPv4 address, network byte order as in memory.
@@ -102,7 +111,7 @@ impl Sock {
     /// The connection table the socket calls (`icsk_af_ops`), read once. Only for TCP sockets.
     pub(crate) fn af_ops(&self) -> *const ffi::AfOps {
         // SAFETY: as in `state`; every TCP socket is an `inet_connection_sock`.
-        unsafe { ffi::toa_sk_af_ops(self.as_ptr()) }
+        unsafe { layout::ICSK_AF_OPS.read_once(self.as_ptr()) }
     }
 
     /// Points the socket's connection table at `new` if it is `old` (one atomic compare-and-exchange,
@@ -117,8 +126,9 @@ impl Sock {
         old: *const ffi::AfOps,
         new: *const ffi::AfOps,
     ) -> bool {
-        // SAFETY: as in `af_ops`; the new table per the function's contract.
-        unsafe { ffi::toa_sk_swap_af_ops(self.as_ptr(), old, new) }
+        // SAFETY: as in `af_ops`; the kernel stores the pointer whole. The new table per the
+        // function's contract.
+        unsafe { layout::ICSK_AF_OPS.compare_exchange(self.as_ptr(), old, new) }
     }
 
     /// Takes a reference to the socket (`sock_hold`), dropped with the returned [`SockRef`].
@@ -141,7 +151,7 @@ impl Sock {
     /// order) as one 32-bit word whose layout is the kernel's; toa compares it, never splits it.
     pub(crate) fn portpair(&self) -> u32 {
         // SAFETY: as in `state`.
-        unsafe { ffi::toa_sk_portpair(self.as_ptr()) }
+        unsafe { layout::SK_PORTPAIR.read_once(self.as_ptr()) }
     }
 
     /// `sk_dport`: the peer's port, network byte order as in memory.
@@ -245,7 +255,7 @@ impl Socket {
     /// The socket-call table it calls (`sock->ops`), read once.
     pub(crate) fn ops(&self) -> *const ffi::ProtoOps {
         // SAFETY: referenced (type invariant); a `READ_ONCE` of a field the kernel may change.
-        unsafe { ffi::toa_socket_ops(self.as_ptr()) }
+        unsafe { layout::SOCKET_OPS.read_once(self.as_ptr()) }
     }
 
     /// Points the socket's call table at `new` if it is `old` (one atomic compare-and-exchange: the
@@ -260,15 +270,16 @@ impl Socket {
         old: *const ffi::ProtoOps,
         new: *const ffi::ProtoOps,
     ) -> bool {
-        // SAFETY: as in `ops`; the new table per the function's contract.
-        unsafe { ffi::toa_socket_swap_ops(self.as_ptr(), old, new) }
+        // SAFETY: as in `ops`; the kernel stores the pointer whole. The new table per the function's
+        // contract.
+        unsafe { layout::SOCKET_OPS.compare_exchange(self.as_ptr(), old, new) }
     }
 
     /// Its protocol side, if it has one (a socket being released may not).
     pub(crate) fn sk(&self) -> Option<&Sock> {
         // SAFETY: by the type invariant the socket is referenced; `sock->sk` is a socket that lives
         // while the file does.
-        let sk = unsafe { ffi::toa_socket_sk(self.0.get()) };
+        let sk = unsafe { layout::SOCKET_SK.read_once(self.as_ptr()) };
         // SAFETY: a non-null `sock->sk` lives as long as the `struct socket` that holds it.
         (!sk.is_null()).then(|| unsafe { Sock::from_raw(sk) })
     }

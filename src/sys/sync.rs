@@ -39,6 +39,35 @@ impl Drop for RcuReadGuard {
     }
 }
 
+impl core::ops::Deref for RcuReadGuard {
+    type Target = RcuSection;
+
+    #[inline(always)]
+    fn deref(&self) -> &RcuSection {
+        &RcuSection(PhantomData)
+    }
+}
+
+/// Proof that the caller is in an RCU read-side critical section for as long as a `&RcuSection` lives,
+/// however it was entered: an [`RcuReadGuard`] (`rcu_read_lock`, which derefs to one), or a region with
+/// preemption disabled, which RCU waits for as it waits for `rcu_read_lock` (its flavours are one since
+/// Linux 4.20): an ftrace callback's, for one. What RCU protects may be borrowed for the lifetime of a
+/// `&RcuSection`.
+pub(crate) struct RcuSection(PhantomData<*mut ()>);
+
+impl RcuSection {
+    /// The section the caller is in.
+    ///
+    /// # Safety
+    ///
+    /// The caller is in an RCU read-side critical section, or has preemption disabled, for as long as
+    /// the returned value (and any reference to it) lives.
+    #[inline(always)]
+    pub(crate) unsafe fn assume() -> Self {
+        RcuSection(PhantomData)
+    }
+}
+
 /// Waits for every RCU read-side section that began before the call to end (`synchronize_rcu`).
 ///
 /// Sleeps: process context only (module load and unload, pernet callbacks).

@@ -277,9 +277,14 @@ unsafe fn locked_flow<'g>(link: Link, _guard: &'g BucketGuard<'_>) -> Option<Loc
 /// The number of mappings of namespace `net` (`struct toa_net` in the shim).
 fn mappings_of(net: &Net) -> &AtomicIsize {
     // SAFETY: `toa_stats_net_ops` was initialised on every live namespace (it is registered before UOA
-    // and unregistered after it, and every caller is part of UOA), so the slot exists while `net` does;
-    // it is only accessed atomically. (A module-order fact, hence not a method of `Net`.)
-    unsafe { AtomicIsize::from_ptr(crate::ffi::toa_net_uoa_mappings_slot(net.as_ptr())) }
+    // and unregistered after it, and every caller is part of UOA), so the slot exists while `net` does
+    // (the `struct toa_net` lives as long as its namespace; only the array that points to it is
+    // replaced under RCU); it is only accessed atomically. (A module-order fact, hence not a method of
+    // `Net`.)
+    unsafe {
+        let toa_net = net.toa_net(&RcuReadGuard::new());
+        AtomicIsize::from_ptr(crate::sys::layout::TOA_NET_UOA_MAPPINGS.ptr(toa_net))
+    }
 }
 
 /// Whether namespace `net` has no mapping: the receive path's test before it looks up datagrams
