@@ -230,6 +230,7 @@ extern "C" {
     pub(crate) fn kmem_cache_free(cache: *mut KmemCache, obj: *mut c_void);
     pub(crate) fn kmem_cache_destroy(cache: *mut KmemCache);
     pub(crate) fn toa_rcu_read_lock();
+    pub(crate) fn toa_preemptible() -> bool;
     pub(crate) fn toa_rcu_read_unlock();
     pub(crate) fn synchronize_rcu();
 

@@ -22,7 +22,7 @@ use crate::sys::params;
 use crate::sys::probes::{ftrace_callback, FtraceCall};
 use crate::sys::skb::TcpSkBuff;
 use crate::sys::sock::Sock;
-use crate::sys::sync::{RcuReadGuard, RcuSection};
+use crate::sys::sync::{self, RcuReadGuard, RcuSection};
 use crate::sys::task;
 use crate::trust::TrustList;
 use crate::wire::{self, Addr, Endpoint, Scan, Toa};
@@ -45,14 +45,18 @@ ftrace_callback!(toa_sock_destruct_ftrace => sock_destruct, missed: destruct_was
 /// The kernel created `child` from `skb`, the packet that completes the handshake, and keeps it: its
 /// TOA, if any, is stored.
 pub(crate) fn connection_created(skb: &TcpSkBuff, child: &Sock) {
-    // One read-side section for the counters.
-    let rcu = RcuReadGuard::new();
-    let Some(toa) = find_toa(skb, child, &rcu) else {
-        stats::inc_in(child, Counter::SynRecvSockNoToa, &rcu);
+    // One read-side section for the counters: usually the softirq's own.
+    sync::with_rcu(|rcu| connection_created_in(skb, child, rcu))
+}
+
+/// [`connection_created`] in the read-side section `rcu`.
+fn connection_created_in(skb: &TcpSkBuff, child: &Sock, rcu: &RcuSection) {
+    let Some(toa) = find_toa(skb, child, rcu) else {
+        stats::inc_in(child, Counter::SynRecvSockNoToa, rcu);
         return;
     };
-    stats::inc_in(child, Counter::SynRecvSockToa, &rcu);
-    if store::insert(child, &toa, &rcu).is_ok() {
+    stats::inc_in(child, Counter::SynRecvSockToa, rcu);
+    if store::insert(child, &toa, rcu).is_ok() {
         toa_debug!(
             "TOA {:?}: client {} stored for sk {:p}\n",
             toa.origin,

@@ -202,6 +202,7 @@ struct kmem_cache *toa_kmem_cache_create(const char *name, unsigned int size, un
 }
 void *toa_kmem_cache_alloc_atomic(struct kmem_cache *cache) { return kmem_cache_alloc(cache, GFP_ATOMIC); }
 void toa_rcu_read_lock(void) { rcu_read_lock(); }
+bool toa_preemptible(void) { return preemptible(); }
 void toa_rcu_read_unlock(void) { rcu_read_unlock(); }
 
 /* ---- UOA: UDP datagrams' IP option 31, the flow map, getsockopt 2048/2049 (src/uoa.rs, src/uoa/) ---- */

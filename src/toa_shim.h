@@ -125,6 +125,7 @@ struct kmem_cache *toa_kmem_cache_create(const char *name, unsigned int size, un
 					 unsigned int freeptr_offset);
 void *toa_kmem_cache_alloc_atomic(struct kmem_cache *cache);
 void toa_rcu_read_lock(void);
+bool toa_preemptible(void);
 void toa_rcu_read_unlock(void);
 u64 __percpu *toa_alloc_percpu(size_t size, size_t align);
 void toa_percpu_inc(u64 __percpu *base, unsigned int idx);

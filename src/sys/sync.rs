@@ -55,6 +55,22 @@ impl core::ops::Deref for RcuReadGuard {
 /// `&RcuSection`.
 pub(crate) struct RcuSection(PhantomData<*mut ()>);
 
+/// Runs `f` in an RCU read-side section: the region the caller is in when it cannot be preempted
+/// (softirq, BHs, interrupts or preemption disabled: regions RCU waits for as it waits for
+/// `rcu_read_lock`), else a new [`RcuReadGuard`] section, for callers that run in both (TCP's receive
+/// path runs in softirq, and in process context from a socket's backlog). `f` must leave the region as
+/// it found it: the locks it takes it releases.
+#[inline(always)]
+pub(crate) fn with_rcu<R>(f: impl FnOnce(&RcuSection) -> R) -> R {
+    // SAFETY: no precondition.
+    if unsafe { ffi::toa_preemptible() } {
+        f(&RcuReadGuard::new())
+    } else {
+        // SAFETY: the caller cannot be preempted until `f` returns (see above): a read-side section.
+        f(&unsafe { RcuSection::assume() })
+    }
+}
+
 impl RcuSection {
     /// The section the caller is in.
     ///
