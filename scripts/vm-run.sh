@@ -65,12 +65,14 @@ fi
 # virtme-ng lays fresh overlays over /var, /tmp, /etc...: hand the module over through the clone, and
 # share the clone itself at its own path (it may live under one of those directories).
 top=$(dirname "$here")
-# One copy per kernel: two runs at once (make check and make bench) must not load each other's build.
+# One copy per kernel and build (named by its content): runs at once (make check and make bench, or two
+# builds for the same kernel) must not load each other's module.
 if [ "$ko" = --no-insmod ]; then
 	vm_ko=--no-insmod
 else
-	mkdir -p "$top/target/vm/$(basename "$kdir")"
-	vm_ko=$top/target/vm/$(basename "$kdir")/toa.ko
+	vm_dir=$top/target/vm/$(basename "$kdir")/$(sha256sum "$ko" | cut -c1-16)
+	mkdir -p "$vm_dir"
+	vm_ko=$vm_dir/toa.ko
 	cp "$ko" "$vm_ko"
 fi
 vng_common+=(--rodir "$top" "${extra[@]}")

@@ -302,7 +302,6 @@ extern "C" {
     pub(crate) static toa_uoa_iter_size: c_uint;
     pub(crate) static toa_uoa_table_seq_ops: SeqOperations;
     pub(crate) static toa_hz: c_uint;
-    pub(crate) fn toa_nf_state_net(state: *const NfHookState) -> *mut Net;
     pub(crate) fn nf_register_net_hooks(net: *mut Net, reg: *const NfHookOps, n: c_uint) -> c_int;
     pub(crate) fn nf_unregister_net_hooks(net: *mut Net, reg: *const NfHookOps, n: c_uint);
     pub(crate) fn toa_uoa_nets_store(inum: c_ulong, net: *mut Net) -> c_int;
@@ -322,7 +321,6 @@ extern "C" {
         state_size: c_uint,
         data: *mut c_void,
     ) -> *mut ProcDirEntry;
-    pub(crate) fn toa_net_inum(net: *const Net) -> c_uint;
     pub(crate) fn toa_jiffies() -> c_ulong;
     pub(crate) fn toa_jhash2(k: *const u32, words: u32, initval: u32) -> u32;
     pub(crate) fn get_random_u32() -> u32;

@@ -153,6 +153,12 @@ pub(crate) fn inc_net(net: &Net, c: Counter) {
     counters(net).inc(c)
 }
 
+/// [`inc_net`] for a caller already inside a read-side section.
+#[inline]
+pub(crate) fn inc_net_in(net: &Net, c: Counter, rcu: &RcuSection) {
+    counters(net).inc_in(c, rcu)
+}
+
 /// Calls `f` with `net`'s counters, `None` once the namespace's are retired (it is going away); `f`
 /// runs in an RCU read-side section and must not sleep.
 pub(crate) fn with_counters<R>(net: &Net, f: impl FnOnce(Option<&PerCpuArray<Counter>>) -> R) -> R {

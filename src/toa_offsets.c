@@ -7,6 +7,7 @@
  */
 #include <linux/kbuild.h>
 #include <linux/net.h>
+#include <linux/netfilter.h>
 #include <linux/skbuff.h>
 #include <net/inet_connection_sock.h>
 #include <net/net_namespace.h>
@@ -42,10 +43,13 @@ void toa_offsets(void)
 	FIELD(ICSK_AF_OPS, inet_connection_sock, icsk_af_ops);
 
 	FIELD(NET_GEN, net, gen);
+	FIELD(NET_INUM, net, ns.inum);
 	OFFSET(NET_GENERIC_PTR, net_generic, ptr);
 	FIELD(TOA_NET_STATS, toa_net, stats);
 	FIELD(TOA_NET_RETIRED, toa_net, retired);
 	FIELD(TOA_NET_UOA_MAPPINGS, toa_net, uoa_mappings);
+
+	FIELD(NF_HOOK_STATE_NET, nf_hook_state, net);
 
 	FIELD(SKB_HEAD, sk_buff, head);
 	FIELD(SKB_NETWORK_HEADER, sk_buff, network_header);

@@ -240,7 +240,6 @@ const struct nf_hook_ops toa_uoa_nf_ops[2] = {
 		.priority = NF_IP6_PRI_NAT_SRC + 1,
 	},
 };
-struct net *toa_nf_state_net(const struct nf_hook_state *state) { return state->net; }
 
 struct nf_sockopt_ops toa_uoa_sockopt_ops = {
 	.pf = PF_INET,
@@ -289,7 +288,6 @@ const struct seq_operations toa_uoa_table_seq_ops = {
 	.show = toa_uoa_table_seq_show,
 };
 
-unsigned int toa_net_inum(const struct net *net) { return net->ns.inum; }
 unsigned long toa_jiffies(void) { return jiffies; }
 const unsigned int toa_hz = HZ;
 u32 toa_jhash2(const u32 *k, u32 words, u32 initval) { return jhash2(k, words, initval); }

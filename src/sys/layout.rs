@@ -133,6 +133,11 @@ pub(crate) const ICSK_AF_OPS: Field<ffi::Sock, *const ffi::AfOps> =
 /// pernet subsystem registered with `id`.
 pub(crate) const NET_GEN: Field<ffi::Net, *const c_void> =
     Field::new(off::NET_GEN, off::NET_GEN_SIZE);
+/// `struct net::ns.inum`: the namespace's number.
+pub(crate) const NET_INUM: Field<ffi::Net, u32> = Field::new(off::NET_INUM, off::NET_INUM_SIZE);
+/// `struct nf_hook_state::net`: the namespace of the packet a netfilter hook sees.
+pub(crate) const NF_HOOK_STATE_NET: Field<ffi::NfHookState, *mut ffi::Net> =
+    Field::new(off::NF_HOOK_STATE_NET, off::NF_HOOK_STATE_NET_SIZE);
 /// The offset of `struct net_generic::ptr`, an array of `void *`.
 pub(crate) const NET_GENERIC_PTR: usize = off::NET_GENERIC_PTR;
 

@@ -38,7 +38,7 @@ impl Net {
     /// namespaces, reused only after the namespace is gone.
     pub(crate) fn inum(&self) -> u32 {
         // SAFETY: by the type invariant the namespace is alive; `ns.inum` never changes.
-        unsafe { ffi::toa_net_inum(self.as_ptr()) }
+        unsafe { layout::NET_INUM.read_once(self.as_ptr()) }
     }
 
     /// The namespace's `struct toa_net` (`src/toa_shim.h`): `net_generic(net, toa_net_id)`, for as long

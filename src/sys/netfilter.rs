@@ -6,7 +6,9 @@
 //! [`NetHooks`]. Callbacks are written as safe Rust functions; the [`getsockopt_handler!`] and
 //! [`nf_hook!`] macros give them the C entry points the shim declares.
 
+use super::layout;
 use super::net::Net;
+use super::sync::RcuSection;
 use crate::ffi;
 use core::ffi::c_int;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -186,7 +188,13 @@ impl NfHookState {
         // SAFETY: by the type invariant the state is valid; hooks run inside an RCU read-side section
         // of a namespace that cannot exit before they return (its hooks are unregistered, then a
         // grace period, first).
-        unsafe { Net::from_raw(ffi::toa_nf_state_net(self.0.get())) }
+        unsafe { Net::from_raw(layout::NF_HOOK_STATE_NET.read_once(self.0.get())) }
+    }
+
+    /// The RCU read-side section the hook runs in (`nf_hook` calls the hooks inside one).
+    pub(crate) fn rcu(&self) -> &RcuSection {
+        // SAFETY: as above; the section lasts as long as the hook, which `self` does not outlive.
+        unsafe { RcuSection::assume_ref() }
     }
 }
 

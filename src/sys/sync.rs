@@ -82,6 +82,16 @@ impl RcuSection {
     pub(crate) unsafe fn assume() -> Self {
         RcuSection(PhantomData)
     }
+
+    /// [`RcuSection::assume`], borrowed for `'a`.
+    ///
+    /// # Safety
+    ///
+    /// The caller is in an RCU read-side critical section, or has preemption disabled, for `'a`.
+    #[inline(always)]
+    pub(crate) unsafe fn assume_ref<'a>() -> &'a RcuSection {
+        &RcuSection(PhantomData)
+    }
 }
 
 /// Waits for every RCU read-side section that began before the call to end (`synchronize_rcu`).

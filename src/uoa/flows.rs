@@ -47,7 +47,9 @@ use crate::stats::{self, Counter};
 use crate::sys::hash;
 use crate::sys::net::Net;
 use crate::sys::slab::TypesafeCache;
-use crate::sys::sync::{self, BucketGuard, BucketLocks, NullsLink, RacyCell, RcuReadGuard, Words};
+use crate::sys::sync::{
+    self, BucketGuard, BucketLocks, NullsLink, RacyCell, RcuReadGuard, RcuSection, Words,
+};
 use crate::sys::work::{self, DelayedWork, Scheduled};
 use crate::sys::xarray::{UoaNets, UoaNetsGuard};
 use crate::wire::{Addr, Endpoint};
@@ -230,7 +232,7 @@ type Link = NullsLink<Flow>;
 /// `link` was loaded during the section from a bucket head of the table, or from the `next` of a
 /// mapping reached so.
 #[inline(always)]
-unsafe fn rcu_flow(link: Link, _rcu: &RcuReadGuard) -> Option<&Flow> {
+unsafe fn rcu_flow(link: Link, _rcu: &RcuSection) -> Option<&Flow> {
     // SAFETY: an object reached through the table in the section stays a `Flow` object of the cache
     // until the section ends (`SLAB_TYPESAFE_BY_RCU`), freed or reused perhaps: every field of a `Flow`
     // is an atomic or a `RacyCell`, so sharing it with its writers is sound.
@@ -276,21 +278,27 @@ unsafe fn locked_flow<'g>(link: Link, _guard: &'g BucketGuard<'_>) -> Option<Loc
 
 /// The number of mappings of namespace `net` (`struct toa_net` in the shim).
 fn mappings_of(net: &Net) -> &AtomicIsize {
+    mappings_of_in(net, &RcuReadGuard::new())
+}
+
+/// [`mappings_of`] for a caller inside a read-side section.
+#[inline(always)]
+fn mappings_of_in<'n>(net: &'n Net, rcu: &RcuSection) -> &'n AtomicIsize {
     // SAFETY: `toa_stats_net_ops` was initialised on every live namespace (it is registered before UOA
     // and unregistered after it, and every caller is part of UOA), so the slot exists while `net` does
     // (the `struct toa_net` lives as long as its namespace; only the array that points to it is
     // replaced under RCU); it is only accessed atomically. (A module-order fact, hence not a method of
     // `Net`.)
     unsafe {
-        let toa_net = net.toa_net(&RcuReadGuard::new());
+        let toa_net = net.toa_net(rcu);
         AtomicIsize::from_ptr(crate::sys::layout::TOA_NET_UOA_MAPPINGS.ptr(toa_net))
     }
 }
 
 /// Whether namespace `net` has no mapping: the receive path's test before it looks up datagrams
 /// without an option.
-pub(crate) fn net_is_empty(net: &Net) -> bool {
-    mappings_of(net).load(Ordering::Relaxed) <= 0
+pub(crate) fn net_is_empty(net: &Net, rcu: &RcuSection) -> bool {
+    mappings_of_in(net, rcu).load(Ordering::Relaxed) <= 0
 }
 
 /// The namespace number recorded in `net`'s mappings.
@@ -466,9 +474,17 @@ pub(crate) enum NotStored {
     NoMemory,
 }
 
-/// Stores `m` for flow `key` of namespace `net` (the newest option wins). Runs in softirq context (the
-/// netfilter hook).
-pub(crate) fn update(net: &Net, key: &FlowKey, m: &Mapping) -> core::result::Result<(), NotStored> {
+/// Stores `m` for flow `key` of namespace `net` (the newest option wins), counting in the hook's
+/// read-side section `rcu`. Runs in softirq context (the netfilter hook).
+///
+/// The common case, a flow's live mapping that already holds `m` (balancers repeat the option on a
+/// flow's first datagrams), only has its idle time restarted, without the bucket lock.
+pub(crate) fn update(
+    net: &Net,
+    key: &FlowKey,
+    m: &Mapping,
+    rcu: &RcuSection,
+) -> core::result::Result<(), NotStored> {
     let Some(t) = table() else {
         return Ok(());
     };
@@ -476,6 +492,9 @@ pub(crate) fn update(net: &Net, key: &FlowKey, m: &Mapping) -> core::result::Res
     let now = now_secs();
     let data = FlowData::new(key, m);
     let (b, head) = t.bucket_of(inum, key);
+    if refresh_if_same(t, b, head, inum, &data, now, rcu) {
+        return Ok(());
+    }
     let guard = t.locks.lock(b);
     let mut prev: &AtomicUsize = head;
     loop {
@@ -491,13 +510,13 @@ pub(crate) fn update(net: &Net, key: &FlowKey, m: &Mapping) -> core::result::Res
                 return Ok(());
             }
             let new = t.alloc(inum, &data, now).ok_or(NotStored::NoMemory)?;
-            stats::inc_net(net, Counter::UoaMappingAlloc);
+            stats::inc_net_in(net, Counter::UoaMappingAlloc, rcu);
             // SAFETY: `new` is ours until the release store below publishes it in `f`'s place.
             unsafe { new.as_ref() }
                 .next
                 .store(f.next.load(Ordering::Relaxed), Ordering::Relaxed);
             prev.store(Link::to(new).word(), Ordering::Release);
-            stats::inc_net(net, Counter::UoaMappingFree);
+            stats::inc_net_in(net, Counter::UoaMappingFree, rcu);
             if let Some(e) = link.entry() {
                 // SAFETY: `f` was unlinked just now, under the lock: ours alone.
                 unsafe { t.free_now(e) };
@@ -515,7 +534,7 @@ pub(crate) fn update(net: &Net, key: &FlowKey, m: &Mapping) -> core::result::Res
         count.fetch_sub(1, Ordering::Relaxed);
         return Err(NotStored::NoMemory);
     };
-    stats::inc_net(net, Counter::UoaMappingAlloc);
+    stats::inc_net_in(net, Counter::UoaMappingAlloc, rcu);
     // SAFETY: `new` is ours until the release store publishes it (rcu_assign_pointer). A reader standing
     // on it (a recycled object) follows `next` into this chain, whose nulls marker tells it where it is.
     unsafe { new.as_ref() }
@@ -525,19 +544,70 @@ pub(crate) fn update(net: &Net, key: &FlowKey, m: &Mapping) -> core::result::Res
     Ok(())
 }
 
-/// The live mapping of flow `key` in namespace `net` (a zero local address matches any), restarting its
-/// idle time when `refresh`. Lockless: safe in softirq and process context.
-pub(crate) fn lookup(net: &Net, key: &FlowKey, refresh: bool) -> Option<Mapping> {
-    let t = table()?;
-    let inum = inum_of(net);
-    let now = now_secs();
-    let (b, head) = t.bucket_of(inum, key);
-    let rcu = RcuReadGuard::new();
+/// Whether bucket `b` (whose head is `head`) has a live mapping of flow `data.key()` in namespace `inum`
+/// that already holds `data`: if so its idle time is restarted (a lockless walk in `rcu`, as
+/// [`lookup`]'s).
+#[inline(always)]
+fn refresh_if_same(
+    t: &Table,
+    b: u32,
+    head: &AtomicUsize,
+    inum: u32,
+    data: &FlowData,
+    now: u16,
+    rcu: &RcuSection,
+) -> bool {
     'walk: loop {
         let mut link = Link::from_word(head.load(Ordering::Acquire));
         // SAFETY: `link` is loaded in `rcu`'s section from the bucket's head, then from the `next` of
         // the mappings reached so.
-        while let Some(f) = unsafe { rcu_flow(link, &rcu) } {
+        while let Some(f) = unsafe { rcu_flow(link, rcu) } {
+            if f.inum.load(Ordering::Relaxed) == inum {
+                let Some((found, used)) = f.snapshot(inum) else {
+                    // Freed or reused under us: start over.
+                    continue 'walk;
+                };
+                if found.key() == data.key() {
+                    let same = found == *data && !t.expired(now, used);
+                    // Racing with a reuse of `f` at worst refreshes another live mapping.
+                    if same && used != now {
+                        f.used.store(now, Ordering::Relaxed);
+                    }
+                    return same;
+                }
+            }
+            link = Link::from_word(f.next.load(Ordering::Acquire));
+        }
+        if link != Link::nulls(b) {
+            // Carried to another chain by a mapping reused under us: start over.
+            continue;
+        }
+        return false;
+    }
+}
+
+/// The live mapping of flow `key` in namespace `net` (a zero local address matches any), restarting its
+/// idle time when `refresh`. Lockless: safe in softirq and process context.
+pub(crate) fn lookup(net: &Net, key: &FlowKey, refresh: bool) -> Option<Mapping> {
+    lookup_in(net, key, refresh, &RcuReadGuard::new())
+}
+
+/// [`lookup`] in the caller's read-side section `rcu`.
+pub(crate) fn lookup_in(
+    net: &Net,
+    key: &FlowKey,
+    refresh: bool,
+    rcu: &RcuSection,
+) -> Option<Mapping> {
+    let t = table()?;
+    let inum = inum_of(net);
+    let now = now_secs();
+    let (b, head) = t.bucket_of(inum, key);
+    'walk: loop {
+        let mut link = Link::from_word(head.load(Ordering::Acquire));
+        // SAFETY: `link` is loaded in `rcu`'s section from the bucket's head, then from the `next` of
+        // the mappings reached so.
+        while let Some(f) = unsafe { rcu_flow(link, rcu) } {
             if f.inum.load(Ordering::Relaxed) == inum {
                 let Some((data, used)) = f.snapshot(inum) else {
                     // Freed or reused under us: start over.
@@ -619,7 +689,7 @@ pub(crate) fn flush_net(net: &Net) {
     };
     let inum = inum_of(net);
     for b in 0..t.buckets() {
-        if net_is_empty(net) {
+        if net_is_empty(net, &RcuReadGuard::new()) {
             break;
         }
         t.remove_where(

@@ -25,6 +25,7 @@ use crate::sys::net::Net;
 use crate::sys::netfilter::{nf_hook, NetHooks, NfHookState};
 use crate::sys::pernet::{pernet_callbacks, PernetOps};
 use crate::sys::skb::{Ipv4SkBuff, Ipv6SkBuff};
+use crate::sys::sync::RcuSection;
 use crate::sys::xarray::UoaNets;
 use crate::wire::{self, Addr, Scan, UdpDatagram};
 use core::mem::MaybeUninit;
@@ -65,8 +66,9 @@ fn flow_key(packet: &[u8], d: &UdpDatagram) -> Option<FlowKey> {
     })
 }
 
-/// What a UDP datagram brings to namespace `net`'s map: a new mapping, a refresh, or a count.
-fn handle(net: &Net, packet: &[u8], d: Option<UdpDatagram>) {
+/// What a UDP datagram brings to namespace `net`'s map: a new mapping, a refresh, or a count (in the
+/// hook's read-side section `rcu`).
+fn handle(net: &Net, packet: &[u8], d: Option<UdpDatagram>, rcu: &RcuSection) {
     let Some(d) = d else {
         return;
     };
@@ -76,65 +78,79 @@ fn handle(net: &Net, packet: &[u8], d: Option<UdpDatagram>) {
     match d.scan {
         Scan::Found(toa) => {
             if !trusted(packet) {
-                stats::inc_net(net, Counter::UoaUntrustedSource);
+                stats::inc_net_in(net, Counter::UoaUntrustedSource, rcu);
                 return;
             }
             let m = Mapping {
                 client: toa.client,
                 vip: toa.vip,
             };
-            match flows::update(net, &key, &m) {
-                Ok(()) => stats::inc_net(net, Counter::UoaOptionFound),
-                Err(NotStored::Full) => stats::inc_net(net, Counter::UoaMapFull),
-                Err(NotStored::NoMemory) => stats::inc_net(net, Counter::StoreInsertFailed),
-            }
+            let counter = match flows::update(net, &key, &m, rcu) {
+                Ok(()) => Counter::UoaOptionFound,
+                Err(NotStored::Full) => Counter::UoaMapFull,
+                Err(NotStored::NoMemory) => Counter::StoreInsertFailed,
+            };
+            stats::inc_net_in(net, counter, rcu);
         }
         Scan::Malformed(_) => {
-            stats::inc_net(net, Counter::UoaOptionMalformed);
-            refresh(net, &key);
+            stats::inc_net_in(net, Counter::UoaOptionMalformed, rcu);
+            refresh(net, &key, rcu);
         }
-        Scan::NoToa => refresh(net, &key),
+        Scan::NoToa => refresh(net, &key, rcu),
     }
 }
 
 /// Restarts the idle time of the flow's mapping, if the namespace has any mapping.
-fn refresh(net: &Net, key: &FlowKey) {
-    if !flows::net_is_empty(net) {
-        flows::lookup(net, key, true);
+fn refresh(net: &Net, key: &FlowKey, rcu: &RcuSection) {
+    if !flows::net_is_empty(net, rcu) {
+        flows::lookup_in(net, key, true, rcu);
     }
 }
 
 nf_hook!(ipv4, toa_uoa_hook_v4 => hook_v4);
 nf_hook!(ipv6, toa_uoa_hook_v6 => hook_v6);
 
-/// The IPv4 `LOCAL_IN` hook.
+/// The IPv4 `LOCAL_IN` hook: a packet of another protocol costs one test (the UDP work is out of line,
+/// so that its stack frame is not set up for every TCP segment).
+#[inline(always)]
 fn hook_v4(skb: &Ipv4SkBuff, state: &NfHookState) -> u32 {
-    let h = skb.header();
-    if h[9] != IPPROTO_UDP {
-        return NF_ACCEPT;
+    if skb.header()[9] == IPPROTO_UDP {
+        udp_v4(skb, state);
     }
+    NF_ACCEPT
+}
+
+/// The IPv6 `LOCAL_IN` hook (see [`hook_v4`]).
+#[inline(always)]
+fn hook_v6(skb: &Ipv6SkBuff, state: &NfHookState) -> u32 {
+    let next = skb.header()[6];
+    if next == IPPROTO_UDP || IPV6_EXTENSIONS.contains(&next) {
+        udp_v6(skb, state, next);
+    }
+    NF_ACCEPT
+}
+
+/// An IPv4 UDP datagram.
+#[inline(never)]
+fn udp_v4(skb: &Ipv4SkBuff, state: &NfHookState) {
+    let h = skb.header();
     let net = state.net();
-    if h[0] & 0x0f == 5 && flows::net_is_empty(net) {
-        return NF_ACCEPT;
+    if h[0] & 0x0f == 5 && flows::net_is_empty(net, state.rcu()) {
+        return;
     }
     let mut buf = [MaybeUninit::uninit(); COPY_MAX];
     // The IPv4 header, its options and the UDP header.
     let want = usize::from(h[0] & 0x0f) * 4 + UDP_HEADER_LEN;
     let packet = skb.headers(&mut buf[..want]);
-    handle(net, packet, wire::scan_udp_ipv4(packet));
-    NF_ACCEPT
+    handle(net, packet, wire::scan_udp_ipv4(packet), state.rcu());
 }
 
-/// The IPv6 `LOCAL_IN` hook.
-fn hook_v6(skb: &Ipv6SkBuff, state: &NfHookState) -> u32 {
-    let h = skb.header();
-    let next = h[6];
-    if next != IPPROTO_UDP && !IPV6_EXTENSIONS.contains(&next) {
-        return NF_ACCEPT;
-    }
+/// An IPv6 packet that is UDP, or whose next header is an extension header (`next`).
+#[inline(never)]
+fn udp_v6(skb: &Ipv6SkBuff, state: &NfHookState, next: u8) {
     let net = state.net();
-    if next == IPPROTO_UDP && flows::net_is_empty(net) {
-        return NF_ACCEPT;
+    if next == IPPROTO_UDP && flows::net_is_empty(net, state.rcu()) {
+        return;
     }
     let mut buf = [MaybeUninit::uninit(); COPY_MAX];
     // The IPv6 header and the UDP header, or as much of the extension headers as the parser may walk.
@@ -144,8 +160,7 @@ fn hook_v6(skb: &Ipv6SkBuff, state: &NfHookState) -> u32 {
         COPY_MAX
     };
     let packet = skb.headers(&mut buf[..want]);
-    handle(net, packet, wire::scan_udp_ipv6(packet));
-    NF_ACCEPT
+    handle(net, packet, wire::scan_udp_ipv6(packet), state.rcu());
 }
 
 /// UOA's per-namespace setup (`toa_uoa_net_ops` of the shim): the namespace's index entry, its
