@@ -161,7 +161,7 @@ impl Family {
 impl Tables {
     /// The family of `sk`'s tables, for a TCP socket of `AF_INET` or `AF_INET6`.
     fn of(&self, sk: &Sock) -> Option<&Family> {
-        if sk.protocol() != IPPROTO_TCP {
+        if sk.protocol() != u16::from(IPPROTO_TCP) {
             return None;
         }
         match sk.family() {

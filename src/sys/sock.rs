@@ -45,10 +45,10 @@ impl Sock {
         unsafe { layout::SK_FAMILY.read_once(self.as_ptr()) }
     }
 
-    /// `sk_protocol`: `IPPROTO_TCP`, `IPPROTO_UDP`...
-    pub(crate) fn protocol(&self) -> u8 {
-        // SAFETY: as in `family`. Protocol numbers of sockets fit in a byte (`IPPROTO_*` below 256).
-        unsafe { layout::SK_PROTOCOL.read_once(self.as_ptr()) as u8 }
+    /// `sk_protocol`: `IPPROTO_TCP`, `IPPROTO_UDP`... (16 bits: `IPPROTO_MPTCP` is 262).
+    pub(crate) fn protocol(&self) -> u16 {
+        // SAFETY: as in `family`.
+        unsafe { layout::SK_PROTOCOL.read_once(self.as_ptr()) }
     }
 
     /// `sk_state` (`TCP_LISTEN`, `TCP_CLOSE`...), read once.

@@ -163,7 +163,7 @@ getsockopt_handler!(toa_uoa_sockopt_get => get);
 
 /// `nf_sockopt_ops::get` for 2048 and 2049: see the module documentation for the errors.
 fn get(mut call: GetsockoptCall<'_>) -> c_int {
-    if call.sk.protocol() != IPPROTO_UDP {
+    if call.sk.protocol() != u16::from(IPPROTO_UDP) {
         return -(bindings::ENOPROTOOPT as c_int);
     }
     let size = match call.optname {
