@@ -59,7 +59,8 @@ pub(crate) struct RcuSection(PhantomData<*mut ()>);
 /// (softirq, BHs, interrupts or preemption disabled: regions RCU waits for as it waits for
 /// `rcu_read_lock`), else a new [`RcuReadGuard`] section, for callers that run in both (TCP's receive
 /// path runs in softirq, and in process context from a socket's backlog). `f` must leave the region as
-/// it found it: the locks it takes it releases.
+/// it found it: the locks it takes it releases. On a kernel without preemption (`preemptible()` is then
+/// always false) any region that does not sleep is a read-side section: `f` must not sleep.
 #[inline(always)]
 pub(crate) fn with_rcu<R>(f: impl FnOnce(&RcuSection) -> R) -> R {
     // SAFETY: no precondition.
