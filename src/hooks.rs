@@ -32,6 +32,10 @@ use kernel::alloc::flags::GFP_KERNEL;
 use kernel::prelude::*;
 
 /// Prints a debug line when the `debug` parameter is on, rate-limited.
+///
+/// An [`Endpoint`](crate::wire::Endpoint) is printed as `format_args!("{}", e)`: from some version on
+/// (7.2 does), `pr_*!` format `{}` with `kernel::fmt::Display`, which `core::fmt::Arguments` implements in
+/// every version and `Endpoint`, a type of the host crate `toa-wire`, does not.
 macro_rules! toa_debug {
     ($($arg:tt)*) => {
         if $crate::sys::params::debug_line_allowed() {
@@ -60,7 +64,7 @@ fn connection_created_in(skb: &TcpSkBuff, child: &Sock, rcu: &RcuSection) {
         toa_debug!(
             "TOA {:?}: client {} stored for sk {:p}\n",
             toa.origin,
-            toa.client,
+            format_args!("{}", toa.client),
             child.as_ptr()
         );
     }
@@ -241,7 +245,11 @@ pub(crate) fn getname(call: &GetnameCall<'_>, sk: &Sock) -> Option<c_int> {
     }
     if let Some(len) = answer(call, &client) {
         stats::inc_in(sk, Counter::GetnameToaOk, &rcu);
-        toa_debug!("getname on sk {:p}: {}\n", sk.as_ptr(), client);
+        toa_debug!(
+            "getname on sk {:p}: {}\n",
+            sk.as_ptr(),
+            format_args!("{}", client)
+        );
         return Some(len);
     }
     // The kernel's answer may sleep (`lock_sock`): out of the section first.
@@ -258,7 +266,7 @@ fn sock_name(call: &GetnameCall<'_>, sk: &Sock, toa: &Toa) -> c_int {
             toa_debug!(
                 "getsockname on sk {:p}: {}\n",
                 sk.as_ptr(),
-                toa.vip.as_ref().unwrap_or(&toa.client)
+                format_args!("{}", toa.vip.as_ref().unwrap_or(&toa.client))
             );
             return len;
         }

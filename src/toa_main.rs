@@ -42,10 +42,20 @@ use sys::probes::{FtraceHook, FtraceRegistration};
 /// toa's version, printed at load and shown by `modinfo`.
 const VERSION: &str = "0.1.0";
 
+#[cfg(not(toa_module_authors))]
 module! {
     type: Toa,
     name: "toa",
     author: "toa developers",
+    description: "TCP Option Address: real client addresses behind layer-4 load balancers",
+    license: "GPL",
+}
+
+#[cfg(toa_module_authors)]
+module! {
+    type: Toa,
+    name: "toa",
+    authors: ["toa developers"],
     description: "TCP Option Address: real client addresses behind layer-4 load balancers",
     license: "GPL",
 }

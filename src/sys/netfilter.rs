@@ -108,7 +108,11 @@ impl GetsockoptCall<'_> {
     /// The caller's buffer, `len` bytes of it (the length checked against [`OptLen::get`] by the
     /// handler).
     pub(crate) fn user_slice(&self, len: usize) -> UserSlice {
-        UserSlice::new(self.user as _, len)
+        #[cfg(toa_user_ptr_newtype)]
+        let user = kernel::uaccess::UserPtr::from_addr(self.user);
+        #[cfg(not(toa_user_ptr_newtype))]
+        let user = self.user;
+        UserSlice::new(user, len)
     }
 }
 
