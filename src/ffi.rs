@@ -8,7 +8,7 @@
 //! `src/sys/layout.rs` gets from the kernel's headers at build time. The safe wrappers built on these live in
 //! `probes.rs`, `percpu.rs`, `procfs.rs`, `store.rs` and `hooks.rs`; nothing else calls into this module.
 
-use core::ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void};
+use core::ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void, CStr};
 use core::marker::{PhantomData, PhantomPinned};
 
 macro_rules! opaque {
@@ -109,6 +109,9 @@ pub(crate) const NF_ACCEPT: u32 = 1;
 pub(crate) const IPPROTO_UDP: u8 = 17;
 
 /// `SEQ_START_TOKEN` of `include/linux/seq_file.h`.
+// `((void *)1)` in C, an address: not the dangling `c_void` pointer clippy takes it for (its
+// manual_dangling_ptr, active with 7.2's MSRV 1.85).
+#[allow(clippy::manual_dangling_ptr)]
 pub(crate) const SEQ_START_TOKEN: *mut c_void = 1 as *mut c_void;
 /// `AF_INET` (`include/linux/socket.h`).
 pub(crate) const AF_INET: u16 = 2;
@@ -120,6 +123,29 @@ pub(crate) const TCP_SYN_SENT: u8 = 2;
 pub(crate) const TCP_CLOSE: u8 = 7;
 /// See [`TCP_SYN_SENT`].
 pub(crate) const TCP_LISTEN: u8 = 10;
+
+/// `s` as the `const char *` the declarations below take.
+///
+/// The kernel's clippy configuration (`.clippy.toml`, from 7.2 at least) disallows `CStr::as_ptr` and
+/// `CStr::from_ptr` because the kernel's `c_char` (`kernel::ffi`) is `u8` while `core`'s `CStr` works with
+/// `core::ffi::c_char`; these declarations take `core::ffi::c_char`, so the types match.
+#[allow(clippy::disallowed_methods)]
+#[inline(always)]
+pub(crate) fn c_str_ptr(s: &CStr) -> *const c_char {
+    s.as_ptr()
+}
+
+/// The C string at `p` (`CStr::from_ptr`; see [`c_str_ptr`] for why it is wrapped).
+///
+/// # Safety
+///
+/// As for `CStr::from_ptr`: `p` is a NUL-terminated string that lives, unchanged, for `'a`.
+#[allow(clippy::disallowed_methods)]
+#[inline(always)]
+pub(crate) unsafe fn c_str_from_ptr<'a>(p: *const c_char) -> &'a CStr {
+    // SAFETY: per the function's contract.
+    unsafe { CStr::from_ptr(p) }
+}
 
 extern "C" {
     // ---- module parameters (src/toa_shim.c)

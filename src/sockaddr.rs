@@ -88,8 +88,8 @@ impl Sockaddr {
     /// A pointer to the C `struct sockaddr`, for `%pIS` in `seq_printf`.
     pub(crate) fn as_ptr(&self) -> *const core::ffi::c_void {
         match self {
-            Sockaddr::V4(s) => (s as *const SockaddrIn).cast(),
-            Sockaddr::V6(s) => (s as *const SockaddrIn6).cast(),
+            Sockaddr::V4(s) => core::ptr::from_ref(s).cast(),
+            Sockaddr::V6(s) => core::ptr::from_ref(s).cast(),
         }
     }
 }

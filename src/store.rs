@@ -681,7 +681,7 @@ impl Entry {
             // SAFETY: `FLAG_HAS_VIP` is the same for every use of an object and the free pointer never
             // covers `flags`: the object is the `entry` of an `EntryWithVip` (the type invariant), which
             // stays one while `self` is borrowed.
-            let ev = unsafe { &*(self as *const Entry).cast::<EntryWithVip>() };
+            let ev = unsafe { &*core::ptr::from_ref(self).cast::<EntryWithVip>() };
             Some(ev.vip.load())
         } else {
             None

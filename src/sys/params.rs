@@ -44,7 +44,7 @@ pub(crate) fn trusted_sources() -> &'static CStr {
         if p.is_null() {
             c""
         } else {
-            CStr::from_ptr(p)
+            ffi::c_str_from_ptr(p)
         }
     }
 }

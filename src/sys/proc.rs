@@ -51,7 +51,7 @@ impl SeqFile {
     #[inline]
     pub(crate) fn puts(&self, s: &CStr) {
         // SAFETY: a seq_file in a callback (type invariant), a NUL-terminated string.
-        unsafe { ffi::toa_seq_puts(self.as_ptr(), s.as_ptr()) }
+        unsafe { ffi::toa_seq_puts(self.as_ptr(), ffi::c_str_ptr(s)) }
     }
 
     /// Appends `args` formatted by `format` (`seq_printf`).
@@ -59,7 +59,7 @@ impl SeqFile {
     pub(crate) fn printf<A: Args>(&self, format: &Format<A>, args: A) {
         // SAFETY: a seq_file in a callback (type invariant); `format` was checked to take exactly
         // `A::CONVS` (`Format::new`).
-        unsafe { args.printf(self.as_ptr(), format.fmt.as_ptr()) }
+        unsafe { args.printf(self.as_ptr(), ffi::c_str_ptr(format.fmt)) }
     }
 }
 
@@ -112,7 +112,7 @@ impl CArg for &CStr {
     type C = *const c_char;
     #[inline(always)]
     fn c(self) -> *const c_char {
-        self.as_ptr()
+        ffi::c_str_ptr(self)
     }
 }
 
@@ -746,7 +746,7 @@ impl<'a> ProcNet<'a> {
         // SAFETY: a live directory; `single_show::<T>` is a `show` for this file.
         let pde = unsafe {
             ffi::proc_create_net_single(
-                name.as_ptr(),
+                ffi::c_str_ptr(name),
                 0o444,
                 self.dir(),
                 single_show::<T>,
@@ -766,7 +766,7 @@ impl<'a> ProcNet<'a> {
         // (removed at the latest by the namespace's exit).
         let pde = unsafe {
             ffi::proc_create_data(
-                name.as_ptr(),
+                ffi::c_str_ptr(name),
                 0o444,
                 self.dir(),
                 T::proc_ops(),
@@ -782,7 +782,7 @@ impl<'a> ProcNet<'a> {
         // state (`NetSeqOps`' contract).
         let pde = unsafe {
             ffi::proc_create_net_data(
-                name.as_ptr(),
+                ffi::c_str_ptr(name),
                 0o444,
                 self.dir(),
                 T::seq_ops(),
@@ -809,7 +809,7 @@ impl<'a> ProcNet<'a> {
     /// kept ([`ProcEntry::keep`]), and not removed since.
     pub(crate) unsafe fn remove(&self, name: &CStr) {
         // SAFETY: per the function's contract.
-        unsafe { ffi::remove_proc_entry(name.as_ptr(), self.dir()) };
+        unsafe { ffi::remove_proc_entry(ffi::c_str_ptr(name), self.dir()) };
     }
 }
 

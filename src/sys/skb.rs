@@ -114,7 +114,7 @@ impl SkBuff {
     #[inline(always)]
     pub(crate) unsafe fn as_ipv4(&self) -> &Ipv4SkBuff {
         // SAFETY: a transparent wrapper; per the function's contract its extra invariants hold.
-        unsafe { &*(self as *const SkBuff).cast::<Ipv4SkBuff>() }
+        unsafe { &*core::ptr::from_ref(self).cast::<Ipv4SkBuff>() }
     }
 
     /// The packet as an IPv6 one.
@@ -126,7 +126,7 @@ impl SkBuff {
     #[inline(always)]
     pub(crate) unsafe fn as_ipv6(&self) -> &Ipv6SkBuff {
         // SAFETY: as in `as_ipv4`.
-        unsafe { &*(self as *const SkBuff).cast::<Ipv6SkBuff>() }
+        unsafe { &*core::ptr::from_ref(self).cast::<Ipv6SkBuff>() }
     }
 
     /// The packet as one that TCP is receiving (transport header set on its TCP header).
@@ -137,7 +137,7 @@ impl SkBuff {
     /// extension headers and its TCP header were pulled into the linear area.
     pub(crate) unsafe fn as_tcp(&self) -> &TcpSkBuff {
         // SAFETY: a transparent wrapper; per the function's contract its extra invariants hold.
-        unsafe { &*(self as *const SkBuff).cast::<TcpSkBuff>() }
+        unsafe { &*core::ptr::from_ref(self).cast::<TcpSkBuff>() }
     }
 }
 

@@ -51,7 +51,7 @@ impl<T> TypesafeCache<T> {
         // (checked above).
         let cache = unsafe {
             ffi::toa_kmem_cache_create(
-                name.as_ptr(),
+                ffi::c_str_ptr(name),
                 size as u32,
                 core::mem::align_of::<T>() as u32,
                 freeptr_offset as u32,

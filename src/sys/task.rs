@@ -63,7 +63,7 @@ pub(crate) fn read_user_int_nofault(addr: c_ulong) -> Option<c_int> {
     // SAFETY: `v` is a local of the size copied; the source is a user address, checked by the call.
     let ret = unsafe {
         ffi::copy_from_user_nofault(
-            (&mut v as *mut c_int).cast(),
+            core::ptr::from_mut(&mut v).cast(),
             addr as *const core::ffi::c_void,
             core::mem::size_of::<c_int>(),
         )
