@@ -187,6 +187,20 @@ struct EntryData {
     client_addr: [u8; 16],
 }
 
+impl EntryData {
+    /// The real client (CIP, cport) the data holds.
+    #[inline(always)]
+    fn client(&self) -> Endpoint {
+        PackedEndpoint {
+            addr: self.client_addr,
+            port: self.client_port,
+            v6: u8::from(self.flags & FLAG_CLIENT_V6 != 0),
+            _pad: [0; 5],
+        }
+        .unpack()
+    }
+}
+
 /// An [`Entry`] followed by the VIP the TOA carried (the IP-option TOA/UOA design's, ByteDance's 254/16).
 #[repr(C)]
 struct EntryWithVip {
@@ -670,38 +684,20 @@ impl Entry {
     /// Copies the entry, or `None` if it is free or was reused while it was being copied.
     #[inline(always)]
     fn copy(&self) -> Option<Snapshot> {
-        let sk = self.sk.load(Ordering::Relaxed);
-        if sk.is_null() {
-            return None;
-        }
-        // smp_rmb(): the pointer before the data (pairs with the write barrier in `new_entry`).
-        fence(Ordering::Acquire);
-        let data = self.data.load();
-        let vip = if data.flags & FLAG_HAS_VIP != 0 {
-            // SAFETY: `FLAG_HAS_VIP` is the same for every use of an object and the free pointer never
-            // covers `flags`: the object is the `entry` of an `EntryWithVip` (the type invariant), which
-            // stays one while `self` is borrowed.
-            let ev = unsafe { &*core::ptr::from_ref(self).cast::<EntryWithVip>() };
-            Some(ev.vip.load())
-        } else {
-            None
-        };
-        // smp_rmb(): the data before the pointer again (pairs with `free_entry_now`).
-        fence(Ordering::Acquire);
-        if self.sk.load(Ordering::Relaxed) != sk {
-            return None;
-        }
+        let (sk, data, vip) = self.read(|data| {
+            (data.flags & FLAG_HAS_VIP != 0).then(|| {
+                // SAFETY: `FLAG_HAS_VIP` is the same for every use of an object and the free pointer
+                // never covers `flags`: the object is the `entry` of an `EntryWithVip` (the type
+                // invariant), which stays one while `self` is borrowed.
+                let ev = unsafe { &*core::ptr::from_ref(self).cast::<EntryWithVip>() };
+                ev.vip.load()
+            })
+        })?;
         Some(Snapshot {
             sk,
             tag: data.tag,
             toa: Toa {
-                client: PackedEndpoint {
-                    addr: data.client_addr,
-                    port: data.client_port,
-                    v6: u8::from(data.flags & FLAG_CLIENT_V6 != 0),
-                    _pad: [0; 5],
-                }
-                .unpack(),
+                client: data.client(),
                 vip: vip.map(|v| v.unpack()),
                 origin: unpack_origin(data.origin),
             },
@@ -712,6 +708,18 @@ impl Entry {
     /// while it was being copied: [`Entry::copy`] for `getpeername()`.
     #[inline(always)]
     fn copy_client(&self) -> Option<(*const ffi::Sock, SkTag, Endpoint)> {
+        let (sk, data, ()) = self.read(|_| ())?;
+        Some((sk, data.tag, data.client()))
+    }
+
+    /// Reads the entry's socket and data, and what `more` reads of the object given the data, as a
+    /// seqcount reader does: the socket pointer, the data, the pointer again; `None` if the entry is
+    /// free or was reused meanwhile.
+    #[inline(always)]
+    fn read<T>(
+        &self,
+        more: impl FnOnce(&EntryData) -> T,
+    ) -> Option<(*const ffi::Sock, EntryData, T)> {
         let sk = self.sk.load(Ordering::Relaxed);
         if sk.is_null() {
             return None;
@@ -719,25 +727,13 @@ impl Entry {
         // smp_rmb(): the pointer before the data (pairs with the write barrier in `new_entry`).
         fence(Ordering::Acquire);
         let data = self.data.load();
+        let extra = more(&data);
         // smp_rmb(): the data before the pointer again (pairs with `free_entry_now`).
         fence(Ordering::Acquire);
         if self.sk.load(Ordering::Relaxed) != sk {
             return None;
         }
-        let addr = if data.flags & FLAG_CLIENT_V6 != 0 {
-            Addr::V6(data.client_addr)
-        } else {
-            let a = data.client_addr;
-            Addr::V4([a[0], a[1], a[2], a[3]])
-        };
-        Some((
-            sk,
-            data.tag,
-            Endpoint {
-                addr,
-                port: data.client_port,
-            },
-        ))
+        Some((sk, data, extra))
     }
 
     /// Copies the entry at `e`, or `None` if it is free or was reused while it was being copied.

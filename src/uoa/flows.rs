@@ -544,6 +544,51 @@ pub(crate) fn update(
     Ok(())
 }
 
+/// Walks the chain of bucket `b` (whose head is `head`) in the read-side section `rcu`, calling
+/// `found(f, data, used)` with each mapping of namespace `inum` and its consistent copy, until `found`
+/// returns `Some` (the walk's result); `None` when it never does. A mapping freed or reused under the
+/// walk, or a reuse that carries it to another chain, starts the walk over.
+#[inline(always)]
+fn walk_rcu<R>(
+    b: u32,
+    head: &AtomicUsize,
+    inum: u32,
+    rcu: &RcuSection,
+    mut found: impl FnMut(&Flow, &FlowData, u16) -> Option<R>,
+) -> Option<R> {
+    'walk: loop {
+        let mut link = Link::from_word(head.load(Ordering::Acquire));
+        // SAFETY: `link` is loaded in `rcu`'s section from the bucket's head, then from the `next` of
+        // the mappings reached so.
+        while let Some(f) = unsafe { rcu_flow(link, rcu) } {
+            if f.inum.load(Ordering::Relaxed) == inum {
+                let Some((data, used)) = f.snapshot(inum) else {
+                    // Freed or reused under us: start over.
+                    continue 'walk;
+                };
+                if let Some(r) = found(f, &data, used) {
+                    return Some(r);
+                }
+            }
+            link = Link::from_word(f.next.load(Ordering::Acquire));
+        }
+        if link != Link::nulls(b) {
+            // Carried to another chain by a mapping reused under us: start over.
+            continue;
+        }
+        return None;
+    }
+}
+
+/// Restarts the idle time of `f`, last used at `used`, if that is not `now` already. Racing with a
+/// reuse of `f` at worst refreshes another live mapping.
+#[inline(always)]
+fn touch(f: &Flow, used: u16, now: u16) {
+    if used != now {
+        f.used.store(now, Ordering::Relaxed);
+    }
+}
+
 /// Whether bucket `b` (whose head is `head`) has a live mapping of flow `data.key()` in namespace `inum`
 /// that already holds `data`: if so its idle time is restarted (a lockless walk in `rcu`, as
 /// [`lookup`]'s).
@@ -557,33 +602,16 @@ fn refresh_if_same(
     now: u16,
     rcu: &RcuSection,
 ) -> bool {
-    'walk: loop {
-        let mut link = Link::from_word(head.load(Ordering::Acquire));
-        // SAFETY: `link` is loaded in `rcu`'s section from the bucket's head, then from the `next` of
-        // the mappings reached so.
-        while let Some(f) = unsafe { rcu_flow(link, rcu) } {
-            if f.inum.load(Ordering::Relaxed) == inum {
-                let Some((found, used)) = f.snapshot(inum) else {
-                    // Freed or reused under us: start over.
-                    continue 'walk;
-                };
-                if found.key() == data.key() {
-                    let same = found == *data && !t.expired(now, used);
-                    // Racing with a reuse of `f` at worst refreshes another live mapping.
-                    if same && used != now {
-                        f.used.store(now, Ordering::Relaxed);
-                    }
-                    return same;
-                }
+    walk_rcu(b, head, inum, rcu, |f, found, used| {
+        (found.key() == data.key()).then(|| {
+            let same = *found == *data && !t.expired(now, used);
+            if same {
+                touch(f, used, now);
             }
-            link = Link::from_word(f.next.load(Ordering::Acquire));
-        }
-        if link != Link::nulls(b) {
-            // Carried to another chain by a mapping reused under us: start over.
-            continue;
-        }
-        return false;
-    }
+            same
+        })
+    })
+    .unwrap_or(false)
 }
 
 /// The live mapping of flow `key` in namespace `net` (a zero local address matches any), restarting its
@@ -603,32 +631,14 @@ pub(crate) fn lookup_in(
     let inum = inum_of(net);
     let now = now_secs();
     let (b, head) = t.bucket_of(inum, key);
-    'walk: loop {
-        let mut link = Link::from_word(head.load(Ordering::Acquire));
-        // SAFETY: `link` is loaded in `rcu`'s section from the bucket's head, then from the `next` of
-        // the mappings reached so.
-        while let Some(f) = unsafe { rcu_flow(link, rcu) } {
-            if f.inum.load(Ordering::Relaxed) == inum {
-                let Some((data, used)) = f.snapshot(inum) else {
-                    // Freed or reused under us: start over.
-                    continue 'walk;
-                };
-                if data.matches(key) && !t.expired(now, used) {
-                    // Racing with a reuse of `f` at worst refreshes another live mapping.
-                    if refresh && used != now {
-                        f.used.store(now, Ordering::Relaxed);
-                    }
-                    return Some(data.mapping());
-                }
+    walk_rcu(b, head, inum, rcu, |f, data, used| {
+        (data.matches(key) && !t.expired(now, used)).then(|| {
+            if refresh {
+                touch(f, used, now);
             }
-            link = Link::from_word(f.next.load(Ordering::Acquire));
-        }
-        if link != Link::nulls(b) {
-            // Carried to another chain by a mapping reused under us: start over.
-            continue;
-        }
-        return None;
-    }
+            data.mapping()
+        })
+    })
 }
 
 /// The first live mapping of namespace `inum` at or after bucket `b`, with its bucket: in bucket `b`,
