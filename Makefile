@@ -5,11 +5,11 @@
 #   make                 build toa.ko against KDIR (default: the running kernel's build tree)
 #   make install         install it (modules_install + depmod) into the running kernel's tree
 #   make fmt | clippy | rust-analyzer
-#   make demo            set up everything, boot the demo VM, show toa at work
-#   make check           every test: host unit tests, fuzzing (1 min), VM integration tests on the
-#                        debug kernel
+#   make demo            set up everything, boot the demo VM, show toa at work (KERNEL=7.2: on Linux 7.2)
+#   make check           every test: host unit tests, fuzzing (1 min), VM integration tests and packaging
+#                        on the test kernels (KERNELS="6.12-debug 7.2-debug" by default)
 #   make fuzz            fuzz the parsers for FUZZ_SECONDS per target
-#   make bench           what toa costs, as ratios against the same kernel without it
+#   make bench           what toa costs, as ratios against the same kernel without it (KERNEL=7.2 too)
 #
 # A Rust module must be built with the rustc that built its kernel and, for a clang-built kernel, with
 # LLVM=1: both are detected from KDIR's .config (override with RUSTC=... LLVM=...).
@@ -18,15 +18,22 @@ KDIR ?= /lib/modules/$(shell uname -r)/build
 LLVM ?= $(if $(shell grep -s '^CONFIG_CC_IS_CLANG=y' $(KDIR)/.config),1,)
 LLVM_BIN ?= $(firstword $(wildcard /usr/lib/llvm-19/bin /usr/lib/llvm-18/bin))
 KRUSTC = $(or $(RUSTC),$(shell $(CURDIR)/scripts/kernel-rustc.sh $(KDIR)))
+# toa needs Linux 6.12 or newer (LINUX_VERSION_CODE 6.12.0 = 396288); older kernels' `kernel` crate lacks
+# what it uses. Read from the tree's generated version header, so the check also works on a headers-only tree.
+KVERSION_CODE = $(shell sed -n 's/^\#define LINUX_VERSION_CODE //p' $(KDIR)/include/generated/uapi/linux/version.h 2>/dev/null)
 export PATH := $(if $(LLVM),$(LLVM_BIN):)$(PATH)
 
 KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(if $(LLVM),LLVM=$(LLVM)) RUSTC=$(KRUSTC)
 
-.PHONY: all modules clean install install-src deb fmt fmt-check clippy rust-analyzer setup demo check test-unit fuzz bench
+.PHONY: all modules kernel-version clean install install-src deb fmt fmt-check clippy rust-analyzer setup demo check test-unit fuzz bench
 
-all modules:
+all modules: kernel-version
 	@test -n "$(KRUSTC)" || { echo "toa: no rustc for $(KDIR) (see above)"; exit 1; }
 	$(KMAKE) modules
+
+kernel-version:
+	@test -z "$(KVERSION_CODE)" || test $(KVERSION_CODE) -ge 396288 || { echo "toa: $(KDIR) is Linux" \
+		"$$(($(KVERSION_CODE) >> 16)).$$(($(KVERSION_CODE) >> 8 & 255)): toa needs Linux 6.12 or newer"; exit 1; }
 
 clean:
 	$(KMAKE) clean

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: toa's costs, measured side by side in one VM run on the plain kernel (not the debug one)
-# and printed as ratios against the goals (see tests/vm/src/bench.rs). TOA_BENCH_ENTRIES sets the
+# and printed as ratios against the goals (see tests/vm/src/bench.rs). KERNEL=7.2 runs it on Linux 7.2's
+# plain kernel instead of 6.12's. TOA_BENCH_ENTRIES sets the
 # number of live TOA sockets (default 100 000), TOA_BENCH_MAX the most for row 5 (default: what half the
 # VM's memory holds), TOA_BENCH_MAPPINGS the most UDP mappings for row 10 (default 1 000 000; the VM's
 # 6 GiB hold them with room to spare: about 90 MB), TOA_BENCH_ROWS a comma-separated list of the rows to
@@ -16,7 +17,7 @@ top=$(dirname "$here")
 cd "$top"
 # shellcheck source=scripts/env.sh
 . "$here/env.sh"
-toa_prepare plain
+toa_prepare "$(toa_kernel "${KERNEL:-}" plain)"
 start=$SECONDS
 TOA_VM_ICOUNT=${TOA_VM_ICOUNT-shift=0,sleep=off} TOA_VM_MEMORY=${TOA_VM_MEMORY:-6G} bash "$here/vm-run.sh" "$kdir" "$ko" -- \
 	env TOA_BENCH_ENTRIES="${TOA_BENCH_ENTRIES:-100000}" TOA_BENCH_MAX="${TOA_BENCH_MAX:-}" \

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# `make check`: every test. Host unit tests (cargo test: the wire parser, the LB emulator), then the VM
-# integration tests on the debug kernel (KASAN, lockdep, PROVE_RCU, DEBUG_ATOMIC_SLEEP, kmemleak), whose
-# kernel log must stay clean. Ends with one line `N passed, N failed` over both.
+# `make check`: every test. Host unit tests (cargo test: the wire parser, the LB emulator), fuzzing, then
+# for each test kernel in KERNELS the VM integration tests (the debug kernel's log must stay clean: KASAN,
+# lockdep, PROVE_RCU, DEBUG_ATOMIC_SLEEP, kmemleak) and the packaging test (.deb, DKMS, modprobe), and the
+# VM runner's self-test. Ends with one line `N passed, N failed` over all of them.
+#
+#   KERNELS="6.12-debug 7.2-debug" scripts/check.sh     (the default; any [SERIES-]VARIANT of build-kernel.sh)
+#
+# The kernels are built one after the other (each build uses both cores); the VM suites then run at the
+# same time, one VM per kernel (a TCG guest runs on one host thread), and the packaging tests one after
+# the other (they install and purge the same package).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
@@ -9,7 +16,13 @@ cd "$top"
 # shellcheck source=scripts/env.sh
 . "$here/env.sh"
 
-bash "$here/setup-toolchain.sh"
+read -ra kernels <<<"${KERNELS:-6.12-debug 7.2-debug}"
+series=()
+for k in "${kernels[@]}"; do
+	series+=("$(toa_series "$k")")
+done
+# shellcheck disable=SC2046 # one argument per series
+bash "$here/setup-toolchain.sh" $(printf '%s\n' "${series[@]}" | sort -u)
 
 passed=0 failed=0
 count() { # adds up the closing lines matching $2 in log $1 (cargo's "test result:", the VM's summary)
@@ -36,9 +49,7 @@ echo "== fuzzing the parsers (${TOA_FUZZ_SECONDS:-30} s per target)"
 bash "$here/fuzz.sh" "${TOA_FUZZ_SECONDS:-30}" | tee "$log/fuzz" || true
 count_lines "$log/fuzz"
 
-echo "== debug kernel, module, test programs"
-kdir=$(bash "$here/build-kernel.sh" debug | tail -1)
-ko=$(bash "$here/build-module.sh" "$kdir" | tail -1)
+echo "== test programs"
 cargo build --release -q -p toa-vmtest
 mkdir -p target
 gcc -Wall -Wextra -Werror -I include -o target/toa_server examples/toa_server.c
@@ -53,30 +64,57 @@ if command -v go >/dev/null; then
 fi
 export UOA_GO_EXAMPLE
 
-echo "== VM integration tests (debug kernel)"
-vm_rc=0
-bash "$here/vm-run.sh" "$kdir" "$ko" -- env TOA_EXAMPLE="$TOA_EXAMPLE" UOA_EXAMPLE="$UOA_EXAMPLE" UOA_GO_EXAMPLE="$UOA_GO_EXAMPLE" "$top/target/release/toa-vmtest" 2>&1 | tee "$log/vm" || vm_rc=$?
-count "$log/vm" "^[0-9]+ passed, [0-9]+ failed$"
-if [ "$vm_rc" -ne 0 ]; then
-	grep -Eq '^[0-9]+ passed, [1-9][0-9]* failed$' "$log/vm" || failed=$((failed + 1)) # a VM/kernel-level failure
-fi
+declare -A kdirs kos
+built=()
+for k in "${kernels[@]}"; do
+	echo "== kernel $k and toa.ko"
+	if kdirs[$k]=$(bash "$here/build-kernel.sh" "$k" | tail -1) && kos[$k]=$(bash "$here/build-module.sh" "${kdirs[$k]}" | tail -1); then
+		built+=("$k")
+	else
+		echo "FAIL - kernel $k or toa.ko for it did not build"
+		failed=$((failed + 1))
+	fi
+done
 
-echo "== packaging: toa-dkms .deb, DKMS build for the test kernel, modprobe in the VM, purge"
-bash "$here/dkms-test.sh" "$kdir" 2>&1 | tee "$log/dkms" || true
-count_lines "$log/dkms"
-grep -q '^ok - apt purge' "$log/dkms" || grep -q '^FAIL' "$log/dkms" || failed=$((failed + 1))
+echo "== VM integration tests on ${built[*]} (at once; each log follows when its run ends)"
+declare -A vm_pids
+for k in "${built[@]}"; do
+	bash "$here/vm-run.sh" "${kdirs[$k]}" "${kos[$k]}" -- env TOA_EXAMPLE="$TOA_EXAMPLE" UOA_EXAMPLE="$UOA_EXAMPLE" \
+		UOA_GO_EXAMPLE="$UOA_GO_EXAMPLE" "$top/target/release/toa-vmtest" >"$log/vm-$k" 2>&1 &
+	vm_pids[$k]=$!
+done
+for k in "${built[@]}"; do
+	vm_rc=0
+	wait "${vm_pids[$k]}" || vm_rc=$?
+	echo "== VM integration tests on $k (Linux $(cat "${kdirs[$k]}/include/config/kernel.release"))"
+	cat "$log/vm-$k"
+	count "$log/vm-$k" "^[0-9]+ passed, [0-9]+ failed$"
+	if [ "$vm_rc" -ne 0 ]; then
+		grep -Eq '^[0-9]+ passed, [1-9][0-9]* failed$' "$log/vm-$k" || failed=$((failed + 1)) # a VM/kernel-level failure
+	fi
+done
 
-echo "== VM runner self-test: a kernel WARNING in the log must fail the run"
-if bash "$here/vm-run.sh" "$kdir" "$ko" -- sh -c 'echo "WARNING: CPU: 0 PID: 1 at toa runner self-test" >/dev/kmsg' >"$log/selftest" 2>&1; then
-	echo "FAIL - the VM runner passed a run whose kernel log has a WARNING"
-	failed=$((failed + 1))
-elif grep -q 'the kernel reported problems' "$log/selftest"; then
-	echo "ok - the VM runner fails a run whose kernel log has a WARNING"
-	passed=$((passed + 1))
-else
-	echo "FAIL - the VM runner self-test failed for another reason:"
-	cat "$log/selftest"
-	failed=$((failed + 1))
+for k in "${built[@]}"; do
+	echo "== packaging on $k: toa-dkms .deb, DKMS build for the test kernel, modprobe in the VM, purge"
+	bash "$here/dkms-test.sh" "${kdirs[$k]}" 2>&1 | tee "$log/dkms-$k" || true
+	count_lines "$log/dkms-$k"
+	grep -q '^ok - apt purge' "$log/dkms-$k" || grep -q '^FAIL' "$log/dkms-$k" || failed=$((failed + 1))
+done
+
+if [ ${#built[@]} -gt 0 ]; then
+	k=${built[0]}
+	echo "== VM runner self-test: a kernel WARNING in the log must fail the run"
+	if bash "$here/vm-run.sh" "${kdirs[$k]}" "${kos[$k]}" -- sh -c 'echo "WARNING: CPU: 0 PID: 1 at toa runner self-test" >/dev/kmsg' >"$log/selftest" 2>&1; then
+		echo "FAIL - the VM runner passed a run whose kernel log has a WARNING"
+		failed=$((failed + 1))
+	elif grep -q 'the kernel reported problems' "$log/selftest"; then
+		echo "ok - the VM runner fails a run whose kernel log has a WARNING"
+		passed=$((passed + 1))
+	else
+		echo "FAIL - the VM runner self-test failed for another reason:"
+		cat "$log/selftest"
+		failed=$((failed + 1))
+	fi
 fi
 
 echo "$passed passed, $failed failed"

@@ -103,6 +103,20 @@ msg=$(make -s -C "/usr/src/toa-$version" KDIR="$fake" 2>&1)
 grep -q 'was not built with CONFIG_RUST=y' <<<"$msg" && ok "make against a kernel without CONFIG_RUST says so" ||
 	fail "make against a kernel without CONFIG_RUST: $msg"
 rm -rf "$fake"
+# A Rust-enabled kernel older than 6.12: DKMS declines it (BUILD_EXCLUSIVE_KERNEL), and a direct `make`
+# names the version needed.
+fake=$(mktemp -d)
+printf 'CONFIG_MODULES=y\nCONFIG_RUST=y\nCONFIG_RUSTC_VERSION_TEXT="%s"\nCONFIG_KPROBES=y\nCONFIG_KRETPROBES=y\nCONFIG_NETFILTER=y\nCONFIG_IPV6=y\nCONFIG_INET=y\n' \
+	"$("$KRUSTC" --version)" >"$fake/.config"
+mkdir -p "$fake/include/generated/uapi/linux"
+echo '#define LINUX_VERSION_CODE 394752' >"$fake/include/generated/uapi/linux/version.h" # 6.6.0
+msg=$(dkms build -m toa -v "$version" -k 6.6.0-rust --kernelsourcedir "$fake" 2>&1)
+grep -q 'BUILD_EXCLUSIVE' <<<"$msg" && ok "dkms declines a Rust-enabled kernel older than 6.12 with a clear message" ||
+	fail "dkms on a 6.6 kernel: $msg"
+msg=$(make -s -C "/usr/src/toa-$version" KDIR="$fake" 2>&1)
+grep -q 'is Linux 6.6: toa needs Linux 6.12 or newer' <<<"$msg" && ok "make against a 6.6 kernel says toa needs 6.12 or newer" ||
+	fail "make against a 6.6 kernel: $msg"
+rm -rf "$fake"
 
 # 3. In the VM: the guest's /lib/modules/KVER becomes the host's, where DKMS installed the module.
 cargo build --release -q -p toa-vmtest

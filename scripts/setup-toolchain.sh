@@ -5,10 +5,13 @@
 #   Debian: rustc-web + rust-web-src (the kernel's Rust toolchain), clang/lld/llvm 19 + libclang,
 #           qemu-system-x86, udev (virtme-ng needs it for the exit status), the kernel build dependencies,
 #           linux-source-6.12 (the test kernel's sources), iproute2, dkms, golang-go (the Go UOA example).
-#   crates.io: bindgen-cli and cargo-fuzz (pinned), installed with `cargo install --locked`.
+#   crates.io: bindgen-cli (the release each kernel series needs, see env.sh) and cargo-fuzz, pinned,
+#              installed with `cargo install --locked`.
 #   PyPI: virtme-ng (pinned), in a venv.
 #
 # Everything that is not a Debian package goes under $TOA_CACHE (default /var/cache/toa), outside the clone.
+#
+#   scripts/setup-toolchain.sh [SERIES...]    the kernel series to build (default: 6.12)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/env.sh
@@ -36,10 +39,15 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 mkdir -p "$TOA_CACHE"
-if ! "$BINDGEN" --version 2>/dev/null | grep -q "$BINDGEN_VERSION"; then
-	echo "setup: cargo install bindgen-cli $BINDGEN_VERSION"
-	cargo install --locked --root "$TOA_CACHE/cargo" "bindgen-cli@$BINDGEN_VERSION"
-fi
+bindgens=()
+for series in "${@:-$TOA_SERIES_DEFAULT}"; do
+	v=$(toa_bindgen_version "$series") || { echo "setup: unknown kernel series '$series' (${TOA_SERIES[*]})" >&2; exit 2; }
+	if ! "$(toa_bindgen "$series")" --version 2>/dev/null | grep -qx "bindgen $v"; then
+		echo "setup: cargo install bindgen-cli $v (for Linux $series)"
+		cargo install --locked --root "$TOA_CACHE/bindgen-$v" "bindgen-cli@$v"
+	fi
+	bindgens+=("$v")
+done
 
 if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
 	echo "setup: cargo install cargo-fuzz $CARGO_FUZZ_VERSION"
@@ -52,4 +60,4 @@ if ! "$VNG" --version 2>/dev/null | grep -q "$VNG_VERSION"; then
 	"$TOA_CACHE/venv/bin/pip" install -q "virtme-ng==$VNG_VERSION"
 fi
 
-echo "setup: toolchain ready (rustc $("$KRUSTC" --version | cut -d' ' -f2), bindgen $BINDGEN_VERSION, virtme-ng $VNG_VERSION)"
+echo "setup: toolchain ready (rustc $("$KRUSTC" --version | cut -d' ' -f2), bindgen ${bindgens[*]}, virtme-ng $VNG_VERSION)"
