@@ -16,6 +16,9 @@
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
 LLVM ?= $(if $(shell grep -s '^CONFIG_CC_IS_CLANG=y' $(KDIR)/.config),1,)
+# A kernel built for arm64 on another host architecture (a cross build, scripts/build-kernel.sh arm64-...):
+# Kbuild needs ARCH=arm64 (clang and rustc cross-compile by themselves).
+ARCH ?= $(if $(shell grep -s '^CONFIG_ARM64=y' $(KDIR)/.config),arm64,)
 LLVM_BIN ?= $(firstword $(wildcard /usr/lib/llvm-19/bin /usr/lib/llvm-18/bin))
 KRUSTC = $(or $(RUSTC),$(shell $(CURDIR)/scripts/kernel-rustc.sh $(KDIR)))
 # toa needs Linux 6.12 or newer (LINUX_VERSION_CODE 6.12.0 = 396288); older kernels' `kernel` crate lacks
@@ -23,7 +26,7 @@ KRUSTC = $(or $(RUSTC),$(shell $(CURDIR)/scripts/kernel-rustc.sh $(KDIR)))
 KVERSION_CODE = $(shell sed -n 's/^\#define LINUX_VERSION_CODE //p' $(KDIR)/include/generated/uapi/linux/version.h 2>/dev/null)
 export PATH := $(if $(LLVM),$(LLVM_BIN):)$(PATH)
 
-KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(if $(LLVM),LLVM=$(LLVM)) RUSTC=$(KRUSTC)
+KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(if $(ARCH),ARCH=$(ARCH)) $(if $(LLVM),LLVM=$(LLVM)) RUSTC=$(KRUSTC)
 
 .PHONY: all modules kernel-version clean install install-src deb fmt fmt-check clippy rust-analyzer setup demo check test-unit fuzz bench
 

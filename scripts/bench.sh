@@ -17,12 +17,12 @@ top=$(dirname "$here")
 cd "$top"
 # shellcheck source=scripts/env.sh
 . "$here/env.sh"
-toa_prepare "$(toa_kernel "${KERNEL:-}" plain)"
+toa_prepare "$(toa_kernel "${KERNEL:-}" plain "${ARCH:-}")"
 start=$SECONDS
 TOA_VM_ICOUNT=${TOA_VM_ICOUNT-shift=0,sleep=off} TOA_VM_MEMORY=${TOA_VM_MEMORY:-6G} bash "$here/vm-run.sh" "$kdir" "$ko" -- \
 	env TOA_BENCH_ENTRIES="${TOA_BENCH_ENTRIES:-100000}" TOA_BENCH_MAX="${TOA_BENCH_MAX:-}" \
 	TOA_BENCH_MAPPINGS="${TOA_BENCH_MAPPINGS:-1000000}" TOA_BENCH_ROWS="${TOA_BENCH_ROWS:-}" \
-	"$top/target/release/toa-vmtest" bench 2>&1 |
+	"$vmtest" bench 2>&1 |
 	while IFS= read -r line; do
 		line=${line%$'\r'}
 		case $line in

@@ -4,7 +4,8 @@
 # lockdep, PROVE_RCU, DEBUG_ATOMIC_SLEEP, kmemleak) and the packaging test (.deb, DKMS, modprobe), and the
 # VM runner's self-test. Ends with one line `N passed, N failed` over all of them.
 #
-#   KERNELS="6.12-debug 7.2-debug" scripts/check.sh     (the default; any [SERIES-]VARIANT of build-kernel.sh)
+#   KERNELS="6.12-debug 7.2-debug" scripts/check.sh     (the default; any kernel build-kernel.sh names:
+#                                                        [arm64-][SERIES-]VARIANT, e.g. arm64-6.12-plain)
 #
 # The kernels are built one after the other (each build uses both cores); the VM suites then run at the
 # same time, one VM per kernel (a TCG guest runs on one host thread), and the packaging tests one after
@@ -17,12 +18,7 @@ cd "$top"
 . "$here/env.sh"
 
 read -ra kernels <<<"${KERNELS:-6.12-debug 7.2-debug}"
-series=()
-for k in "${kernels[@]}"; do
-	series+=("$(toa_series "$k")")
-done
-# shellcheck disable=SC2046 # one argument per series
-bash "$here/setup-toolchain.sh" $(printf '%s\n' "${series[@]}" | sort -u)
+bash "$here/setup-toolchain.sh" "${kernels[@]}"
 
 passed=0 failed=0
 count() { # adds up the closing lines matching $2 in log $1 (cargo's "test result:", the VM's summary)
@@ -64,10 +60,17 @@ if command -v go >/dev/null; then
 fi
 export UOA_GO_EXAMPLE
 
-declare -A kdirs kos
+# What the VM suite runs, per architecture: the host's programs, or their aarch64 builds in an arm64 root.
+declare -A kdirs kos vmtest
+vmtest[x86_64]="env TOA_EXAMPLE=$TOA_EXAMPLE UOA_EXAMPLE=$UOA_EXAMPLE UOA_GO_EXAMPLE=$UOA_GO_EXAMPLE $top/target/release/toa-vmtest"
 built=()
 for k in "${kernels[@]}"; do
 	echo "== kernel $k and toa.ko"
+	if [ "$(toa_arch "$k")" = arm64 ] && [ -z "${vmtest[arm64]:-}" ]; then
+		echo "== arm64: the guest's root filesystem and the test programs, cross-built"
+		bash "$here/arm64-rootfs.sh" >/dev/null && vmtest[arm64]=$(bash "$here/build-arm64-tests.sh" | tail -1) ||
+			{ echo "FAIL - the arm64 root filesystem or test programs did not build"; failed=$((failed + 1)); continue; }
+	fi
 	if kdirs[$k]=$(bash "$here/build-kernel.sh" "$k" | tail -1) && kos[$k]=$(bash "$here/build-module.sh" "${kdirs[$k]}" | tail -1); then
 		built+=("$k")
 	else
@@ -79,8 +82,8 @@ done
 echo "== VM integration tests on ${built[*]} (at once; each log follows when its run ends)"
 declare -A vm_pids
 for k in "${built[@]}"; do
-	bash "$here/vm-run.sh" "${kdirs[$k]}" "${kos[$k]}" -- env TOA_EXAMPLE="$TOA_EXAMPLE" UOA_EXAMPLE="$UOA_EXAMPLE" \
-		UOA_GO_EXAMPLE="$UOA_GO_EXAMPLE" "$top/target/release/toa-vmtest" >"$log/vm-$k" 2>&1 &
+	# shellcheck disable=SC2086 # the command's words (paths without blanks)
+	bash "$here/vm-run.sh" "${kdirs[$k]}" "${kos[$k]}" -- ${vmtest[$(toa_arch "$k")]} >"$log/vm-$k" 2>&1 &
 	vm_pids[$k]=$!
 done
 for k in "${built[@]}"; do
@@ -95,6 +98,10 @@ for k in "${built[@]}"; do
 done
 
 for k in "${built[@]}"; do
+	if [ "$(toa_arch "$k")" != x86_64 ]; then
+		echo "== packaging on $k: not run (DKMS builds for the host's architecture; the cross build is the Makefile's)"
+		continue
+	fi
 	echo "== packaging on $k: toa-dkms .deb, DKMS build for the test kernel, modprobe in the VM, purge"
 	bash "$here/dkms-test.sh" "${kdirs[$k]}" 2>&1 | tee "$log/dkms-$k" || true
 	count_lines "$log/dkms-$k"
@@ -102,7 +109,7 @@ for k in "${built[@]}"; do
 done
 
 if [ ${#built[@]} -gt 0 ]; then
-	k=${built[0]}
+	k=${built[0]} # the self-test's command runs in any guest
 	echo "== VM runner self-test: a kernel WARNING in the log must fail the run"
 	if bash "$here/vm-run.sh" "${kdirs[$k]}" "${kos[$k]}" -- sh -c 'echo "WARNING: CPU: 0 PID: 1 at toa runner self-test" >/dev/kmsg' >"$log/selftest" 2>&1; then
 		echo "FAIL - the VM runner passed a run whose kernel log has a WARNING"

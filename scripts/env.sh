@@ -21,18 +21,26 @@ toa_bindgen_version() {
 	*) return 1 ;;
 	esac
 }
-toa_series() { # the series of test kernel $1 ([SERIES-]VARIANT)
+# A test kernel is named [arm64-][SERIES-]VARIANT: `debug` (6.12, x86_64), `7.2-debug`, `arm64-6.12-plain`...
+toa_arch() { # the architecture of test kernel $1: x86_64 (the host's) or arm64 (cross-built)
 	case $1 in
-	*-*) echo "${1%-*}" ;;
+	arm64-*) echo arm64 ;;
+	*) echo x86_64 ;;
+	esac
+}
+toa_series() { # the series of test kernel $1
+	local k=${1#arm64-}
+	case $k in
+	*-*) echo "${k%-*}" ;;
 	*) echo "$TOA_SERIES_DEFAULT" ;;
 	esac
 }
-toa_kernel() { # the test kernel for `make demo|bench KERNEL=$1`: a SERIES (7.2) or SERIES-VARIANT, else $2
-	case $1 in
-	"") echo "$2" ;;
-	*-*) echo "$1" ;;
-	*) echo "$1-$2" ;;
-	esac
+toa_kernel() { # the test kernel for `make demo|bench KERNEL=$1 ARCH=$3`, with variant $2 unless KERNEL names one
+	local k=${1:-$TOA_SERIES_DEFAULT} prefix=
+	case ${3:-} in arm64 | aarch64) prefix=arm64- ;; esac
+	case $k in arm64-*) prefix= ;; esac
+	case $k in *plain | *debug) ;; *) k=$k-$2 ;; esac
+	echo "$prefix$k"
 }
 toa_bindgen() { # prints the path of series $1's bindgen
 	local v
@@ -43,14 +51,23 @@ toa_bindgen() { # prints the path of series $1's bindgen
 # vm-inner.sh checks the boot for them before loading toa.
 TOA_KERNEL_PROBLEMS='BUG:|WARNING:|Oops|KASAN|UBSAN|general protection|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|sleeping function called|scheduling while atomic|Call Trace|unreferenced object|suspected memory leak|rust_panic|panicked at|kernel BUG'
 
-# Everything a VM run of the test programs needs, for test kernel $1 ([SERIES-]plain|debug, as
-# build-kernel.sh takes it): the toolchain, the kernel, toa.ko built against it and the test programs.
-# Sets `kdir` and `ko`.
+# Everything a VM run of the test programs needs, for test kernel $1 (as build-kernel.sh names it): the
+# toolchain, the kernel, toa.ko built against it and the test programs, for the kernel's architecture
+# (an arm64 guest gets its root filesystem and aarch64 builds). Sets `kdir`, `ko` and `vmtest` (the
+# toa-vmtest the guest runs).
 toa_prepare() {
-	local here
+	local here top
 	here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-	bash "$here/setup-toolchain.sh" "$(toa_series "$1")"
+	top=$(dirname "$here")
+	bash "$here/setup-toolchain.sh" "$1"
 	kdir=$(bash "$here/build-kernel.sh" "$1" | tail -1)
 	ko=$(bash "$here/build-module.sh" "$kdir" | tail -1)
-	cargo build --release -q -p toa-vmtest
+	if [ "$(toa_arch "$1")" = arm64 ]; then
+		bash "$here/arm64-rootfs.sh" >/dev/null
+		bash "$here/build-arm64-tests.sh" >/dev/null
+		vmtest=$top/target/aarch64-unknown-linux-gnu/release/toa-vmtest
+	else
+		cargo build --release -q -p toa-vmtest
+		vmtest=$top/target/release/toa-vmtest
+	fi
 }

@@ -15,8 +15,7 @@ cd "$top"
 what=${1:-getpeername}
 n=${2:-100000}
 command -v perf >/dev/null || { echo "profile.sh: install linux-perf (apt-get install linux-perf)" >&2; exit 2; }
-toa_prepare "$(toa_kernel "${KERNEL:-}" plain)"
-vmtest=$top/target/release/toa-vmtest
+toa_prepare "$(toa_kernel "${KERNEL:-}" plain "${ARCH:-}")"
 # The guest's /tmp is a fresh overlay; perf report resolves kernel symbols from the guest's kallsyms.
 inner=$top/target/vm/profile-inner.sh
 mkdir -p "$top/target/vm"

@@ -11,7 +11,11 @@
 #
 # Everything that is not a Debian package goes under $TOA_CACHE (default /var/cache/toa), outside the clone.
 #
-#   scripts/setup-toolchain.sh [SERIES...]    the kernel series to build (default: 6.12)
+#   scripts/setup-toolchain.sh [KERNEL...]    the test kernels to build (as build-kernel.sh names them;
+#                                             default: 6.12's): their bindgen, and for an arm64 one the
+#                                             cross tools (qemu-system-arm, aarch64 gcc and libc, rustup's
+#                                             aarch64-unknown-linux-gnu target, mmdebstrap + qemu-user for
+#                                             the guest's root filesystem)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/env.sh
@@ -27,6 +31,14 @@ APT_PKGS=(
 	golang-go
 )
 
+arm64=no
+for k in "$@"; do
+	[ "$(toa_arch "$k")" = arm64 ] && arm64=yes
+done
+if [ $arm64 = yes ]; then
+	APT_PKGS+=(qemu-system-arm gcc-aarch64-linux-gnu libc6-dev-arm64-cross mmdebstrap qemu-user-static binfmt-support)
+fi
+
 missing=()
 for p in "${APT_PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -40,7 +52,7 @@ fi
 
 mkdir -p "$TOA_CACHE"
 bindgens=()
-for series in "${@:-$TOA_SERIES_DEFAULT}"; do
+for series in $(for k in "${@:-$TOA_SERIES_DEFAULT}"; do toa_series "$k"; done | sort -u); do
 	v=$(toa_bindgen_version "$series") || { echo "setup: unknown kernel series '$series' (${TOA_SERIES[*]})" >&2; exit 2; }
 	if ! "$(toa_bindgen "$series")" --version 2>/dev/null | grep -qx "bindgen $v"; then
 		echo "setup: cargo install bindgen-cli $v (for Linux $series)"
@@ -48,6 +60,11 @@ for series in "${@:-$TOA_SERIES_DEFAULT}"; do
 	fi
 	bindgens+=("$v")
 done
+
+if [ $arm64 = yes ] && ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
+	echo "setup: rustup target add aarch64-unknown-linux-gnu (the test programs for the arm64 guest)"
+	rustup target add aarch64-unknown-linux-gnu
+fi
 
 if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
 	echo "setup: cargo install cargo-fuzz $CARGO_FUZZ_VERSION"

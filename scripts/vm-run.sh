@@ -12,6 +12,11 @@
 # TOA_VM_ICOUNT (e.g. "shift=0,sleep=off") runs the guest with qemu's -icount: its clock then advances by
 # the instructions it executes (2^shift ns each), so timings inside are deterministic and immune to host
 # load (scripts/bench.sh uses it). COMMAND sees TOA_VM_CLOCK: kvm, tcg or tcg-icount:<value>.
+#
+# An arm64 KDIR (`build-kernel.sh arm64-...`, CONFIG_ARM64=y) boots under qemu-system-aarch64 (TCG,
+# machine virt), with the arm64 Debian root filesystem of scripts/arm64-rootfs.sh (TOA_ARM64_ROOT, default
+# $TOA_CACHE/arm64-rootfs) instead of the host's: COMMAND and everything it runs must then be aarch64
+# programs (scripts/build-arm64-tests.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/env.sh
@@ -31,15 +36,33 @@ done
 [ "${1:-}" = -- ] && shift
 [ $# -gt 0 ] || { echo "vm-run.sh: no command" >&2; exit 2; }
 
-bzimage=$kdir/arch/x86/boot/bzImage
-# root=/dev/root: without an initramfs, virtme-ng mounts the host's root over 9p with the tag
-# "/dev/root", and since Linux 6.x the kernel only passes a device name to a nodev root when root= says so.
-vng_common=(--run "$bzimage" --disable-microvm --cpus 2 --memory "${TOA_VM_MEMORY:-2G}" --append "root=/dev/root")
+top=$(dirname "$here")
+arch=x86_64
+grep -q '^CONFIG_ARM64=y' "$kdir/.config" && arch=arm64
+case $arch in
+x86_64) bzimage=$kdir/arch/x86/boot/bzImage arch_flags=(--disable-microvm) ;;
+arm64)
+	bzimage=$kdir/arch/arm64/boot/Image
+	root=${TOA_ARM64_ROOT:-$TOA_CACHE/arm64-rootfs}
+	[ -x "$root/bin/bash" ] || { echo "vm-run.sh: no arm64 root filesystem in $root (scripts/arm64-rootfs.sh)" >&2; exit 2; }
+	arch_flags=(--arch arm64 --root "$root")
+	# The shared directories are mounted at their host paths: the (read-only) root needs the mount points.
+	mkdir -p "$root$top"
+	for d in "${extra[@]}"; do
+		case $d in --rodir) ;; *=*) mkdir -p "$root${d%%=*}" ;; *) mkdir -p "$root$d" ;; esac
+	done
+	;;
+esac
+# root=/dev/root: without an initramfs, virtme-ng mounts the root over 9p with the tag "/dev/root", and
+# since Linux 6.x the kernel only passes a device name to a nodev root when root= says so.
+vng_common=(--run "$bzimage" "${arch_flags[@]}" --cpus 2 --memory "${TOA_VM_MEMORY:-2G}" --append "root=/dev/root")
 
 # KVM probe: "/dev/kvm exists" is not enough on some hosts; boot once with it and remember the answer.
 kvm_flag=(--disable-kvm)
 probe=$TOA_CACHE/kvm-$(uname -r)
-if [ ! -f "$probe" ]; then
+if [ "$arch" != x86_64 ]; then
+	probe=/dev/null # another architecture than the host's: TCG only
+elif [ ! -f "$probe" ]; then
 	if [ -w /dev/kvm ] && timeout 60 "$VNG" "${vng_common[@]}" --exec true >/dev/null 2>&1; then
 		echo yes >"$probe"
 	else
@@ -64,7 +87,6 @@ fi
 
 # virtme-ng lays fresh overlays over /var, /tmp, /etc...: hand the module over through the clone, and
 # share the clone itself at its own path (it may live under one of those directories).
-top=$(dirname "$here")
 # One copy per kernel and build (named by its content): runs at once (make check and make bench, or two
 # builds for the same kernel) must not load each other's module.
 if [ "$ko" = --no-insmod ]; then
@@ -75,7 +97,15 @@ else
 	vm_ko=$vm_dir/toa.ko
 	cp "$ko" "$vm_ko"
 fi
-vng_common+=(--rodir "$top" "${extra[@]}")
+if [ "$arch" = x86_64 ]; then
+	vng_common+=(--rodir "$top" "${extra[@]}")
+else
+	# With a root of its own, virtme-ng wants GUEST=HOST for directories outside that root.
+	vng_common+=(--rodir "$top=$top")
+	for d in "${extra[@]}"; do
+		case $d in --rodir | *=*) vng_common+=("$d") ;; *) vng_common+=("$d=$d") ;; esac
+	done
+fi
 # The guest runs this through sh: no argument may need bash's $'...' quoting (a newline, for one).
 for a in "$@"; do
 	case $a in *$'\n'*) echo "vm-run.sh: arguments must be single-line" >&2; exit 2 ;; esac

@@ -25,6 +25,7 @@
 #include <linux/seq_file_net.h>
 #include <linux/slab.h>
 #include <linux/sched.h>
+#include <linux/sched/task_stack.h>	/* task_pt_regs() on arm64 needs task_stack_page() */
 #include <linux/compat.h>
 #include <linux/jhash.h>
 #include <linux/jiffies.h>
