@@ -92,31 +92,27 @@ ko=$(find "$moddir/updates" -name 'toa.ko*' | head -1)
 modinfo -F parm "$ko" | grep -q trusted_sources && ok "modinfo shows the parameters' descriptions" ||
 	fail "modinfo: no parameter descriptions"
 
-# A kernel without Rust support: DKMS declines it with its BUILD_EXCLUSIVE message, and a direct `make`
-# says why, instead of a compiler error.
+# refused KVER TREE WHAT PATTERN: DKMS declines the kernel whose (fake) build tree is TREE with its
+# BUILD_EXCLUSIVE message, and a direct `make` against it says why (PATTERN), instead of a compiler error.
+refused() {
+	local msg
+	msg=$(dkms build -m toa -v "$version" -k "$1" --kernelsourcedir "$2" 2>&1)
+	grep -q 'BUILD_EXCLUSIVE' <<<"$msg" && ok "dkms declines $3 with a clear message" || fail "dkms on $3: $msg"
+	msg=$(make -s -C "/usr/src/toa-$version" KDIR="$2" 2>&1)
+	grep -q "$4" <<<"$msg" && ok "make against $3 says '$4'" || fail "make against $3: $msg"
+	rm -rf "$2"
+}
+# A kernel without Rust support.
 fake=$(mktemp -d)
 printf 'CONFIG_MODULES=y\nCONFIG_KPROBES=y\nCONFIG_KRETPROBES=y\nCONFIG_NETFILTER=y\nCONFIG_IPV6=y\nCONFIG_INET=y\n' >"$fake/.config"
-msg=$(dkms build -m toa -v "$version" -k 6.0.0-norust --kernelsourcedir "$fake" 2>&1)
-grep -q 'BUILD_EXCLUSIVE' <<<"$msg" && ok "dkms declines a kernel without CONFIG_RUST with a clear message" ||
-	fail "dkms on a kernel without CONFIG_RUST: $msg"
-msg=$(make -s -C "/usr/src/toa-$version" KDIR="$fake" 2>&1)
-grep -q 'was not built with CONFIG_RUST=y' <<<"$msg" && ok "make against a kernel without CONFIG_RUST says so" ||
-	fail "make against a kernel without CONFIG_RUST: $msg"
-rm -rf "$fake"
-# A Rust-enabled kernel older than 6.12: DKMS declines it (BUILD_EXCLUSIVE_KERNEL), and a direct `make`
-# names the version needed.
+refused 6.0.0-norust "$fake" "a kernel without CONFIG_RUST" 'was not built with CONFIG_RUST=y'
+# A Rust-enabled kernel older than 6.12 (BUILD_EXCLUSIVE_KERNEL; the Makefile names the version needed).
 fake=$(mktemp -d)
 printf 'CONFIG_MODULES=y\nCONFIG_RUST=y\nCONFIG_RUSTC_VERSION_TEXT="%s"\nCONFIG_KPROBES=y\nCONFIG_KRETPROBES=y\nCONFIG_NETFILTER=y\nCONFIG_IPV6=y\nCONFIG_INET=y\n' \
 	"$("$KRUSTC" --version)" >"$fake/.config"
 mkdir -p "$fake/include/generated/uapi/linux"
 echo '#define LINUX_VERSION_CODE 394752' >"$fake/include/generated/uapi/linux/version.h" # 6.6.0
-msg=$(dkms build -m toa -v "$version" -k 6.6.0-rust --kernelsourcedir "$fake" 2>&1)
-grep -q 'BUILD_EXCLUSIVE' <<<"$msg" && ok "dkms declines a Rust-enabled kernel older than 6.12 with a clear message" ||
-	fail "dkms on a 6.6 kernel: $msg"
-msg=$(make -s -C "/usr/src/toa-$version" KDIR="$fake" 2>&1)
-grep -q 'is Linux 6.6: toa needs Linux 6.12 or newer' <<<"$msg" && ok "make against a 6.6 kernel says toa needs 6.12 or newer" ||
-	fail "make against a 6.6 kernel: $msg"
-rm -rf "$fake"
+refused 6.6.0-rust "$fake" "a Rust-enabled Linux 6.6" 'is Linux 6.6: toa needs Linux 6.12 or newer'
 
 # 3. In the VM: the guest's /lib/modules/KVER becomes the host's, where DKMS installed the module.
 cargo build --release -q -p toa-vmtest
