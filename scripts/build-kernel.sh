@@ -44,14 +44,14 @@ if srcver=$(dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null) && [ -f "/usr/src/
 	tarball=(tar -xf "/usr/src/$pkg.tar.xz")
 else
 	sid=$TOA_CACHE/sid
-	deb=$(find "$sid" -maxdepth 1 -name "${pkg}_*_all.deb" 2>/dev/null | sort -V | tail -1)
+	mkdir -p "$sid/etc" "$sid/lists/partial" "$sid/cache/archives/partial"
+	deb=$(find "$sid" -maxdepth 1 -name "${pkg}_*_all.deb" | sort -V | tail -1)
 	if [ -z "$deb" ]; then
 		echo "build-kernel: fetching $pkg from Debian sid into $sid" >&2
-		mkdir -p "$sid/etc" "$sid/lists/partial" "$sid/cache/archives/partial"
 		echo "deb http://deb.debian.org/debian sid main" >"$sid/etc/sources.list"
 		apt_sid=(apt-get -q -o Dir::Etc::SourceList="$sid/etc/sources.list" -o Dir::Etc::SourceParts=/dev/null
 			-o Dir::State::Lists="$sid/lists" -o Dir::Cache="$sid/cache" -o Acquire::Languages=none
-			-o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false)
+			-o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false -o APT::Sandbox::User=root)
 		"${apt_sid[@]}" update >&2
 		(cd "$sid" && "${apt_sid[@]}" download "$pkg" >&2)
 		deb=$(find "$sid" -maxdepth 1 -name "${pkg}_*_all.deb" | sort -V | tail -1)

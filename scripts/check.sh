@@ -30,6 +30,7 @@ count() { # adds up the closing lines matching $2 in log $1 (cargo's "test resul
 }
 
 count_lines() { # adds up the `ok - ` / `FAIL - ` lines of log $1
+	[ -f "$1" ] || return 0
 	passed=$((passed + $(grep -c '^ok - ' "$1" || true))) failed=$((failed + $(grep -c '^FAIL - ' "$1" || true)))
 }
 
@@ -141,10 +142,11 @@ done
 
 for k in "${built[@]}"; do
 	wait "${jobs[$k]}" || true
-	echo "== VM integration tests on $k (Linux $(cat "${kdirs[$k]}/include/config/kernel.release"), ended $(date -r "$log/vm-$k.rc" +%T))"
+	vm_rc=$(cat "$log/vm-$k.rc" 2>/dev/null || echo 1) # no status: the job itself failed
+	echo "== VM integration tests on $k (Linux $(cat "${kdirs[$k]}/include/config/kernel.release"), ended $(date -r "$log/vm-$k" +%T))"
 	cat "$log/vm-$k"
 	count "$log/vm-$k" "^[0-9]+ passed, [0-9]+ failed$"
-	if [ "$(cat "$log/vm-$k.rc")" -ne 0 ]; then
+	if [ "$vm_rc" -ne 0 ]; then
 		grep -Eq '^[0-9]+ passed, [1-9][0-9]* failed$' "$log/vm-$k" || failed=$((failed + 1)) # a VM/kernel-level failure
 	fi
 	if [ "$(toa_arch "$k")" != x86_64 ]; then
