@@ -116,7 +116,7 @@ trap 'rm -f "$log"' EXIT
 set +e
 for boot in 1 2 3; do
 	# No stdin: vng must not wait on a terminal (CI runs without one).
-	timeout "${TOA_VM_TIMEOUT:-3000}" "$VNG" "${vng_common[@]}" "${kvm_flag[@]}" --exec "$cmd" </dev/null 2>&1 | tee "$log"
+	timeout "${TOA_VM_TIMEOUT:-3600}" "$VNG" "${vng_common[@]}" "${kvm_flag[@]}" --exec "$cmd" </dev/null 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
 	# The kernel reported a problem while booting, before the command or toa ran (vm-inner.sh): the
 	# VM boots again, at most three times in all.
