@@ -86,8 +86,8 @@ done
 
 # One job per kernel, started as soon as its kernel and toa.ko are built, while the next kernel builds:
 # its VM suite, then its packaging test (x86 kernels; one at a time: they install and purge the same
-# package), and on one x86 kernel (plain if there is one) the VM runner's self-test. A TCG guest runs on one host thread, so
-# a VM and a kernel build share the two cores; the builds run at a lower priority (nice) so the VMs, whose
+# package), and on one x86 kernel the VM runner's self-test. A TCG guest runs on one host thread, so a
+# VM and a kernel build share the two cores; the builds run at a lower priority (nice) so the VMs, whose
 # tests wait on timers, keep a core each.
 selftest_on= # the first x86 kernel, plain if there is one (it boots faster)
 for k in "${kernels[@]}"; do
