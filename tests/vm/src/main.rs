@@ -165,7 +165,10 @@ fn main() {
     println!("1..{}", selected.len());
     let (mut passed, mut failed) = (0, 0);
     for (i, (_, name, test)) in selected.into_iter().enumerate() {
+        let start = std::time::Instant::now();
         let r = env::ensure_loaded().and_then(|_| test(&mut ctx));
+        // A diagnostic line: where a suite's time goes (guest clock), per kernel.
+        println!("# {name} took {:.1} s", start.elapsed().as_secs_f64());
         match r {
             Ok(()) => {
                 passed += 1;

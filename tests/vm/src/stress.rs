@@ -453,6 +453,7 @@ pub(crate) fn unload_under_load(ctx: &mut Ctx) -> TestResult {
         std::sync::atomic::AtomicU64::new(0),
     );
     let fail = &|m: String| failures.lock().unwrap().push(m);
+    let (mut unload_time, mut load_time) = (Duration::ZERO, Duration::ZERO);
     let lb = &mut ctx.lb;
     std::thread::scope(|scope| {
         // The load balancer: connections, alternately IPv4 and IPv6, each with its own client.
@@ -559,7 +560,12 @@ pub(crate) fn unload_under_load(ctx: &mut Ctx) -> TestResult {
         }
         // This thread: unload and reload.
         for cycle in 0..cycles {
-            if let Err(e) = env::unload().and_then(|_| env::load(&[])) {
+            let t0 = Instant::now();
+            let u = env::unload();
+            let t1 = Instant::now();
+            let l = u.and_then(|_| env::load(&[]));
+            (unload_time, load_time) = (unload_time + (t1 - t0), load_time + t1.elapsed());
+            if let Err(e) = l {
                 fail(format!("reload cycle {cycle}: {e}"));
                 break;
             }
@@ -570,8 +576,11 @@ pub(crate) fn unload_under_load(ctx: &mut Ctx) -> TestResult {
     });
     live.lock().unwrap().clear();
     drop(listener);
+    let per_cycle = |t: Duration| t.as_secs_f64() / cycles.max(1) as f64;
     println!(
-        "# unload_under_load: {cycles} reloads, {} connections, {} queries",
+        "# unload_under_load: {cycles} reloads (unload {:.2} s, load {:.2} s on average), {} connections, {} queries",
+        per_cycle(unload_time),
+        per_cycle(load_time),
         connections.load(Ordering::Relaxed),
         queries.load(Ordering::Relaxed)
     );
