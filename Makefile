@@ -7,7 +7,7 @@
 #   make fmt | clippy | rust-analyzer
 #   make demo            set up everything, boot the demo VM, show toa at work (KERNEL=7.2: on Linux 7.2)
 #   make check           every test: host unit tests, fuzzing (30 s per parser), VM integration tests, packaging
-#                        on the test kernels (KERNELS="6.12-debug 7.2-plain" by default; arm64-6.12-plain...)
+#                        on the test kernels (KERNELS="6.12-debug 7.2-plain arm64-6.12-plain" by default)
 #   make fuzz            fuzz the parsers for FUZZ_SECONDS per target
 #   make bench           what toa costs, as ratios against the same kernel without it (KERNEL=7.2 too)
 #

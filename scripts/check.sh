@@ -4,7 +4,7 @@
 # lockdep, PROVE_RCU, DEBUG_ATOMIC_SLEEP, kmemleak) and the packaging test (.deb, DKMS, modprobe), and the
 # VM runner's self-test. Ends with one line `N passed, N failed` over all of them.
 #
-#   KERNELS="6.12-plain" scripts/check.sh     (default: "6.12-debug 7.2-plain"; any
+#   KERNELS="6.12-plain" scripts/check.sh     (default: "6.12-debug 7.2-plain arm64-6.12-plain"; any
 #                                              kernel build-kernel.sh names: [arm64-][SERIES-]VARIANT)
 #   TOA_AREAS="close_paths uoa" scripts/check.sh   (the VM suites run only these areas or tests: iteration)
 #
@@ -17,7 +17,7 @@ cd "$top"
 # shellcheck source=scripts/env.sh
 . "$here/env.sh"
 
-read -ra kernels <<<"${KERNELS:-6.12-debug 7.2-plain}"
+read -ra kernels <<<"${KERNELS:-6.12-debug 7.2-plain arm64-6.12-plain}"
 bash "$here/setup-toolchain.sh" "${kernels[@]}"
 
 passed=0 failed=0
