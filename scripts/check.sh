@@ -34,6 +34,19 @@ count_lines() { # adds up the `ok - ` / `FAIL - ` lines of log $1
 	passed=$((passed + $(grep -c '^ok - ' "$1" || true))) failed=$((failed + $(grep -c '^FAIL - ' "$1" || true)))
 }
 
+# The failures in log $1, for the end of the run, where a short tail of the output shows them: each
+# failing test's `#` lines and its `not ok` line, panics, the VM runner's complaints (with the kernel
+# reports after them), FAIL lines, failing host tests and build errors.
+failures() {
+	awk '
+		/^# [a-z0-9_]+: / { n = substr($2, 1, length($2) - 1); why[n] = why[n] $0 "\n"; next }
+		/^not ok [0-9]+ / { printf "%s%s\n", why[$4], $0; next }
+		/panicked at/ { print; more = 1; next } # the message is on the next line
+		/^vm-run: |^vm-inner: |^FAIL|^test .* FAILED$|^error(\[|:)/ { print; more = 8; next }
+		more > 0 { print; more-- }
+	' "$1" | head -40
+}
+
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
 
@@ -170,6 +183,15 @@ for k in "${built[@]}"; do
 	fi
 done
 
+if [ "$failed" -ne 0 ]; then
+	echo "== what failed"
+	for f in "$log"/host "$log"/fuzz "$log"/vm-* "$log"/dkms-* "$log"/selftest.verdict; do
+		case $f in *.rc) continue ;; esac
+		[ -f "$f" ] || continue
+		out=$(failures "$f")
+		[ -z "$out" ] || printf -- '-- %s\n%s\n' "${f##*/}" "$out"
+	done
+fi
 echo "== make check took $((SECONDS / 60)) min $((SECONDS % 60)) s"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -48,8 +48,9 @@ toa_bindgen() { # prints the path of series $1's bindgen
 	echo "$TOA_CACHE/bindgen-$v/bin/bindgen"
 }
 # What, in a kernel log, is a problem (extended regex): vm-run.sh fails a run on any of these, and
-# vm-inner.sh checks the boot for them before loading toa.
-TOA_KERNEL_PROBLEMS='BUG:|WARNING:|Oops|KASAN|UBSAN|general protection|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|sleeping function called|scheduling while atomic|Call Trace|unreferenced object|suspected memory leak|rust_panic|panicked at|kernel BUG'
+# vm-inner.sh checks the boot for them before loading toa. A stack dump's header is "Call Trace" on x86
+# and "Call trace" on arm64 (a stall or hung-task report has no other marker).
+TOA_KERNEL_PROBLEMS='BUG:|WARNING:|Oops|KASAN|UBSAN|general protection|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|sleeping function called|scheduling while atomic|Call Trace|Call trace|unreferenced object|suspected memory leak|rust_panic|panicked at|kernel BUG'
 
 # Everything a VM run of the test programs needs, for test kernel $1 (as build-kernel.sh names it): the
 # toolchain, the kernel, toa.ko built against it and the test programs, for the kernel's architecture

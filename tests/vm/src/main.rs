@@ -6,9 +6,10 @@
 //!
 //! `toa-vmtest [FILTER...]` runs the tests whose name contains a filter or whose area is a filter (all
 //! by default), reports them in KTAP (the kernel selftests' format: `ok N name` / `not ok N name`,
-//! reasons on `#` lines) and ends with `N passed, N failed`; `toa-vmtest --list` lists the tests;
-//! `toa-vmtest demo` prints what the server sees for each LB scenario instead. So `toa-vmtest
-//! close_paths` runs one area, `toa-vmtest close_paths procfs` two, `toa-vmtest syn_cookies` one test.
+//! reasons on `#` lines: a test that panics fails with the panic's message) and ends with `N passed,
+//! N failed`; `toa-vmtest --list` lists the tests; `toa-vmtest demo` prints what the server sees for
+//! each LB scenario instead. So `toa-vmtest close_paths` runs one area, `toa-vmtest close_paths procfs`
+//! two, `toa-vmtest syn_cookies` one test.
 //!
 //! An area is a module, one file each; its name is the area's name:
 //! - `tcp_options`: TCP-option TOA across address families, NAT64, no TOA, getsockopt 4096's errors;
@@ -117,6 +118,9 @@ const TESTS: &[Test] = &[
     test!(uoa::uoa_rmmod_with_traffic),
 ];
 
+/// The messages of the panics since the last test ended (see the panic hook in [`main`]).
+static PANICS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--list") {
@@ -160,13 +164,36 @@ fn main() {
             args.is_empty() || args.iter().any(|a| a == area || name.contains(a.as_str()))
         })
         .collect();
+    // A test (or one of its threads) that panics fails, with the panic's message and place on its
+    // `#` lines (stdout: the log make check keeps), and the run goes on with the next test.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info.location().map(|l| l.to_string()).unwrap_or_default();
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+        PANICS.lock().unwrap_or_else(|e| e.into_inner()).push(format!(
+            "thread '{thread}' panicked at {at}: {msg}"
+        ));
+    }));
     // KTAP, the kernel selftests' format, then the closing count make check adds up.
     println!("KTAP version 1");
     println!("1..{}", selected.len());
     let (mut passed, mut failed) = (0, 0);
     for (i, (_, name, test)) in selected.into_iter().enumerate() {
         let start = std::time::Instant::now();
-        let r = env::ensure_loaded().and_then(|_| test(&mut ctx));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            env::ensure_loaded().and_then(|_| test(&mut ctx))
+        }))
+        .unwrap_or_else(|_| {
+            let panics = std::mem::take(&mut *PANICS.lock().unwrap_or_else(|e| e.into_inner()));
+            Err(panics.join("\n"))
+        });
         // A diagnostic line: where a suite's time goes (guest clock), per kernel.
         println!("# {name} took {:.1} s", start.elapsed().as_secs_f64());
         match r {
