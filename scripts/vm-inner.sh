@@ -28,6 +28,8 @@ if [ "$ko" != --no-insmod ] && ! insmod "$ko" $params; then
 else
 	"$@"
 	rc=$?
+	# 128+N: killed by signal N (a test program that dies prints no closing count of its own).
+	[ "$rc" -eq 0 ] || echo "vm-inner: the command exited with status $rc"
 	if grep -q '^toa ' /proc/modules && ! rmmod toa; then
 		echo "vm-inner: rmmod toa failed"
 		rc=91

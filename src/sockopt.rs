@@ -41,7 +41,7 @@ fn lookup(sk: &Sock) -> core::result::Result<[u8; TOA_NAT64_PEER_LEN], u32> {
         return Err(bindings::ENOTCONN);
     }
     let rcu = RcuReadGuard::new();
-    let Some(client) = store::client(sk, &rcu) else {
+    let Some(client) = store::client(sk, &rcu).map(|c| c.endpoint()) else {
         stats::inc_in(sk, Counter::GetnameToaEmpty, &rcu);
         return Err(bindings::ENOENT);
     };

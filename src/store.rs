@@ -259,8 +259,10 @@ unsafe fn locked_entry<'g>(link: Link, _guard: &'g BucketGuard) -> Option<&'g En
 struct Table {
     /// The buckets: each the head of a chain ([`Link`]), `1 << bits` of them.
     heads: KVVec<AtomicUsize>,
-    /// log2 of the number of buckets.
+    /// log2 of the number of buckets: in 8..=24 (`Table::new` checks it).
     bits: u32,
+    /// `64 - bits`: how far [`Table::bucket_of`] shifts a hash.
+    shift: u32,
     locks: BucketLocks,
     entries: TypesafeCache<Entry>,
     entries_vip: TypesafeCache<EntryWithVip>,
@@ -277,8 +279,12 @@ fn table() -> &'static Table {
 }
 
 impl Table {
-    /// A table of `buckets` (a power of two in `MIN_BUCKETS..=MAX_BUCKETS`) empty buckets.
+    /// A table of `buckets` (a power of two in `MIN_BUCKETS..=MAX_BUCKETS`, or `EINVAL`) empty buckets.
     fn new(buckets: u32) -> Result<Self> {
+        // The invariant `bucket_of` relies on (`bits` in 8..=24).
+        if !buckets.is_power_of_two() || !(MIN_BUCKETS..=MAX_BUCKETS).contains(&buckets) {
+            return Err(EINVAL);
+        }
         let entries = TypesafeCache::new(c"toa_entry", FREEPTR_OFFSET)?;
         let entries_vip = TypesafeCache::new(c"toa_entry_vip", FREEPTR_OFFSET)?;
         // One `kvmalloc` of exactly `buckets` words, as `kvmalloc_array` does.
@@ -289,6 +295,7 @@ impl Table {
         Ok(Table {
             heads,
             bits: buckets.trailing_zeros(),
+            shift: 64 - buckets.trailing_zeros(),
             locks: BucketLocks::new(buckets)?,
             entries,
             entries_vip,
@@ -304,9 +311,11 @@ impl Table {
     /// golden ratio, as `include/linux/hash.h`). Socket addresses are not chosen by peers.
     fn bucket_of(&self, sk: &Sock) -> (u32, &AtomicUsize) {
         const GOLDEN_RATIO_64: u64 = 0x61C8_8646_80B5_83EB;
-        // `bits` is in 8..=24: the shift neither overflows nor loses the result.
-        let b = ((sk.as_ptr() as usize as u64).wrapping_mul(GOLDEN_RATIO_64) >> (64 - self.bits))
-            as u32;
+        // `shift` is in 40..=56: the shift neither overflows nor loses the result (so it needs none of
+        // the checks `>>` carries with overflow checks on: this is every lookup's path).
+        let b = (sk.as_ptr() as usize as u64)
+            .wrapping_mul(GOLDEN_RATIO_64)
+            .wrapping_shr(self.shift) as u32;
         // SAFETY: `b < 1 << bits`, the number of buckets (the top `bits` bits of a 64-bit product).
         (b, unsafe { self.heads.get_unchecked(b as usize) })
     }
@@ -570,14 +579,42 @@ pub(crate) fn lookup(sk: &Sock) -> Option<Toa> {
 /// no entry of its own: [`lookup`] without the VIP and the format, inside the caller's read-side
 /// section (which may go on using it, to count the answer).
 #[inline(always)]
-pub(crate) fn client(sk: &Sock, rcu: &RcuSection) -> Option<Endpoint> {
-    rcu_find_in(sk, rcu, |e| match e.copy_client() {
-        Some((s, tag, client)) if s == sk.as_ptr().cast_const() => {
-            Ok((tag == SkTag::of(sk)).then_some(client))
-        }
+pub(crate) fn client(sk: &Sock, rcu: &RcuSection) -> Option<StoredClient> {
+    rcu_find_in(sk, rcu, |e| match e.data_of(sk) {
+        Some(data) => Ok((data.tag == SkTag::of(sk)).then_some(StoredClient(data))),
         // Freed or reused under us: the entry of `sk`, if any, is elsewhere.
-        _ => Err(()),
+        None => Err(()),
     })
+}
+
+/// A client as [`client`] copied it from its entry: read from the entry's words as the caller needs it
+/// (the `getpeername()` path keeps them in registers).
+#[derive(Clone, Copy)]
+pub(crate) struct StoredClient(EntryData);
+
+impl StoredClient {
+    /// The client's IPv4 address (network order) and port (host order), if it is IPv4.
+    #[inline(always)]
+    pub(crate) fn v4(&self) -> Option<([u8; 4], u16)> {
+        let d = &self.0;
+        (d.flags & FLAG_CLIENT_V6 == 0).then(|| {
+            (
+                [
+                    d.client_addr[0],
+                    d.client_addr[1],
+                    d.client_addr[2],
+                    d.client_addr[3],
+                ],
+                d.client_port,
+            )
+        })
+    }
+
+    /// The client.
+    #[inline(always)]
+    pub(crate) fn endpoint(&self) -> Endpoint {
+        self.0.client()
+    }
 }
 
 /// Walks the chain of `sk`'s bucket under `rcu_read_lock` for an entry whose socket is `sk`: see
@@ -704,12 +741,18 @@ impl Entry {
         })
     }
 
-    /// Copies the entry's socket, tag and client (not its VIP), or `None` if it is free or was reused
-    /// while it was being copied: [`Entry::copy`] for `getpeername()`.
+    /// Copies the data of an entry whose socket was just read as `sk` (by the chain walk), or `None`
+    /// if the entry was freed or reused since: [`Entry::read`] for `getpeername()`, whose first read
+    /// of the socket pointer is the walk's.
     #[inline(always)]
-    fn copy_client(&self) -> Option<(*const ffi::Sock, SkTag, Endpoint)> {
-        let (sk, data, ()) = self.read(|_| ())?;
-        Some((sk, data.tag, data.client()))
+    fn data_of(&self, sk: &Sock) -> Option<EntryData> {
+        // smp_rmb(): the pointer (read by the walk) before the data (pairs with the write barrier in
+        // `new_entry`).
+        fence(Ordering::Acquire);
+        let data = self.data.load();
+        // smp_rmb(): the data before the pointer again (pairs with `free_entry_now`).
+        fence(Ordering::Acquire);
+        (self.sk.load(Ordering::Relaxed) == sk.as_ptr()).then_some(data)
     }
 
     /// Reads the entry's socket and data, and what `more` reads of the object given the data, as a

@@ -176,10 +176,14 @@ fn main() {
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
         let at = info.location().map(|l| l.to_string()).unwrap_or_default();
-        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
-        PANICS.lock().unwrap_or_else(|e| e.into_inner()).push(format!(
-            "thread '{thread}' panicked at {at}: {msg}"
-        ));
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_string();
+        PANICS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(format!("thread '{thread}' panicked at {at}: {msg}"));
     }));
     // KTAP, the kernel selftests' format, then the closing count make check adds up.
     println!("KTAP version 1");
