@@ -42,7 +42,8 @@ failures() {
 		/^# [a-z0-9_]+: / { n = substr($2, 1, length($2) - 1); why[n] = why[n] $0 "\n"; next }
 		/^not ok [0-9]+ / { printf "%s%s\n", why[$4], $0; next }
 		/panicked at/ { print; more = 1; next } # the message is on the next line
-		/^vm-run: |^vm-inner: |^FAIL|^test .* FAILED$|^error(\[|:)/ { print; more = 8; next }
+		/^vm-run: / { print; more = 24; next } # the kernel reports it quotes follow
+		/^vm-inner: |^FAIL|^test .* FAILED$|^error(\[|:)/ { print; more = 8; next }
 		more > 0 { print; more-- }
 	' "$1" | head -40
 }

@@ -55,7 +55,14 @@ arm64)
 esac
 # root=/dev/root: without an initramfs, virtme-ng mounts the root over 9p with the tag "/dev/root", and
 # since Linux 6.x the kernel only passes a device name to a nodev root when root= says so.
-vng_common=(--run "$bzimage" "${arch_flags[@]}" --cpus 2 --memory "${TOA_VM_MEMORY:-2G}" --append "root=/dev/root")
+# The serial console goes to the run's output (--verbose) at log level 1: nothing but what the kernel
+# prints when it dies (an oops or a panic raises the console's level itself), which is all a VM that did
+# not finish leaves behind (the kernel log is printed at the end of a run, by vm-inner.sh).
+vng_common=(--run "$bzimage" "${arch_flags[@]}" --cpus 2 --memory "${TOA_VM_MEMORY:-2G}" --append "root=/dev/root"
+	--verbose --append "loglevel=1")
+# What --verbose also shows and the run's output leaves out: virtme-ng's attempts at virtiofsd (it falls
+# back to 9p) and the boot console's first lines, printed before the log level applies.
+console_noise='^(virtme: waiting for virtiofsd|fuse: invalid argument|virtme-run: failed to start virtiofsd|Linux version |Command line: |BIOS-|printk: legacy bootconsole|e820: |reboot: Power down)'
 
 # KVM probe: "/dev/kvm exists" is not enough on some hosts; boot once with it and remember the answer.
 kvm_flag=(--disable-kvm)
@@ -116,7 +123,8 @@ trap 'rm -f "$log"' EXIT
 set +e
 for boot in 1 2 3; do
 	# No stdin: vng must not wait on a terminal (CI runs without one).
-	timeout "${TOA_VM_TIMEOUT:-3600}" "$VNG" "${vng_common[@]}" "${kvm_flag[@]}" --exec "$cmd" </dev/null 2>&1 | tee "$log"
+	timeout "${TOA_VM_TIMEOUT:-3600}" "$VNG" "${vng_common[@]}" "${kvm_flag[@]}" --exec "$cmd" </dev/null 2>&1 |
+		grep --line-buffered -v -E "$console_noise" | tee "$log"
 	rc=${PIPESTATUS[0]}
 	# The kernel reported a problem while booting, before the command or toa ran (vm-inner.sh): the
 	# VM boots again, at most three times in all.
@@ -129,7 +137,8 @@ done
 set -e
 
 if ! grep -q '^=== toa dmesg begin' "$log"; then
-	echo "vm-run: the VM did not finish the run (exit $rc)" >&2
+	echo "vm-run: the VM did not finish the run (exit $rc); what its console showed of the kernel's end:" >&2
+	grep -E "$TOA_KERNEL_PROBLEMS|Kernel panic|RIP: |pc : |lr : " "$log" | head -24 >&2 || true
 	exit $((rc == 0 ? 1 : rc))
 fi
 dmesg_log=$(sed -n '/^=== toa dmesg begin/,/^=== toa dmesg end/p' "$log")
