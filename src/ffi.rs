@@ -180,9 +180,7 @@ extern "C" {
     pub(crate) fn toa_fregs_arg(fregs: *mut FtraceRegs, n: c_uint) -> c_ulong;
 
     // ---- operation tables
-    pub(crate) static mut toa_af_ops_v4: AfOps;
-    pub(crate) static mut toa_af_ops_v6: AfOps;
-    pub(crate) fn toa_af_ops_copy(dst: *mut AfOps, src: *const AfOps);
+    pub(crate) fn toa_af_ops_dup(ops: *const AfOps) -> *mut AfOps;
     pub(crate) fn toa_af_ops_syn_recv_sock(ops: *const AfOps) -> SynRecvSockFn;
     pub(crate) fn toa_af_ops_set_syn_recv_sock(ops: *mut AfOps, f: SynRecvSockFn);
     pub(crate) fn toa_proto_ops_dup(ops: *const ProtoOps) -> *mut ProtoOps;

@@ -21,6 +21,9 @@
 //! Around a load: `accept()` gives the new socket its listener's table when the call starts, so an
 //! `accept()` already waiting when toa loads returns its connection with the kernel's table (its
 //! `getpeername()` answers the load balancer; getsockopt 4096 answers); the next ones have toa's. A
+//! handshake completing in the kernel's `syn_recv_sock` while the load gives its listener toa's tables
+//! makes a child with toa's connection table that never went through toa's wrapper: no TOA is stored
+//! for it, and it keeps that table for life (why the copies outlive the module, see Unload). A
 //! `listen()` that is past `inet_csk_listen_start`'s entry when the hook is registered but puts the
 //! socket in the listening hash only after the load-time walk passed its bucket is not adopted (that
 //! listener answers like the kernel until it listens again); the walk runs right after the hook is
@@ -38,22 +41,28 @@
 //! 2. Every listener in TCP's listening hash (shared by all namespaces) gets the kernel's tables back,
 //!    under the hash bucket's lock (which keeps the listener and its `struct socket` alive). A listener
 //!    that left the hash went through `inet_csk_listen_stop`, whose hook gave them back; a child gets
-//!    the kernel's connection table inside toa's `syn_recv_sock`, before it returns. So after the
-//!    calls in flight end (4), no socket points at the connection tables, module statics.
+//!    the kernel's connection table inside toa's `syn_recv_sock`, before it returns.
 //! 3. Both copies are neutralized: their toa slot holds the kernel's function again. A call that loads
-//!    a slot from now on never reaches toa. The socket-call copies are allocated and left allocated for
-//!    good: an accepted socket that never called `getname` (or a socket in a blocked `accept()`) keeps
-//!    its listener's table, a table of the kernel's functions from now on.
+//!    a slot from now on never reaches toa. Both copies are allocated and left allocated for good (5),
+//!    as tables of the kernel's functions from then on: an accepted socket that never called `getname`
+//!    (or a socket in a blocked `accept()`) keeps its listener's socket-call table; and a child whose
+//!    handshake was completing in the kernel's own `syn_recv_sock` (its listener's table loaded just
+//!    before a load gave the listener toa's) was cloned with toa's connection table and never passed
+//!    through toa's wrapper, so it keeps that table for life. With the connection table a module
+//!    static, such a child crashed the kernel at its next `getsockopt()` or transmit after `rmmod`
+//!    (seen under the unload test on the debug kernel: a KASAN page fault in `tcp_getsockopt` on the
+//!    freed module's table).
 //! 4. The `tcp_set_ulp` and `inet_csk_listen_stop` hooks go; then toa waits for calls in flight: softirqs
 //!    in `syn_recv_sock` (RCU), tasks between loading `getname` and leaving toa's (RCU Tasks: a task
 //!    preempted there has made no voluntary context switch), and calls toa forwarded to the kernel's
 //!    `getname`, which may sleep in `lock_sock` (a counter), then RCU Tasks once more for the
 //!    instructions after the counter's decrement.
+//! 5. The copies are retired: left allocated, neutralized, marked for kmemleak (see 3).
 
 use crate::ffi::{AF_INET, AF_INET6, TCP_LISTEN};
 use crate::hooks;
 use crate::sys::ops::{
-    self, getname_wrapper, syn_recv_sock_wrapper, AfOpsCopy, AfOpsSlot, GetnameCall, KernelTables,
+    self, getname_wrapper, syn_recv_sock_wrapper, AfOpsCopy, GetnameCall, KernelTables,
     ProtoOpsCopy, SynRecvSockCall,
 };
 use crate::sys::probes::{
@@ -105,20 +114,14 @@ ftrace_callback!(toa_tcp_set_ulp_ftrace => tcp_set_ulp, missed: tcp_set_ulp_was_
 
 impl Family {
     /// Copies `kernel`'s tables with toa's `syn_recv_sock` and `getname`.
-    ///
-    /// # Safety
-    ///
-    /// No other copy of `slot` exists, and no socket points at it.
-    unsafe fn new(
+    fn new(
         kernel: KernelTables,
-        slot: AfOpsSlot,
         syn_recv_sock: crate::ffi::SynRecvSockFn,
         getname: crate::ffi::GetnameFn,
     ) -> Result<Self> {
         Ok(Family {
             kernel,
-            // SAFETY: per the function's contract.
-            af_ops: unsafe { AfOpsCopy::new(slot, kernel, syn_recv_sock) },
+            af_ops: AfOpsCopy::new(kernel, syn_recv_sock)?,
             proto_ops: ProtoOpsCopy::new(kernel, getname)?,
         })
     }
@@ -138,8 +141,7 @@ impl Family {
             return;
         }
         // SAFETY: full copies of the socket's family's tables, valid as long as any socket can call
-        // them: the connection table until every socket gave it back (unload step 2), the call table
-        // for good (step 3).
+        // them: both stay allocated for good (unload steps 3 and 5).
         unsafe {
             sk.replace_af_ops(self.kernel.af_ops(), self.af_ops.as_ptr());
             sock.replace_ops(self.kernel.proto_ops(), self.proto_ops.as_ptr());
@@ -307,13 +309,9 @@ impl Redirect {
     pub(crate) fn new() -> Result<Self> {
         let v4 = KernelTables::ipv4()?;
         let v6 = KernelTables::ipv6()?;
-        // SAFETY: the only copies of each slot; no socket points at them yet (a previous load's, if
-        // any, were all given back before it unloaded).
-        let copies = unsafe {
-            Tables {
-                v4: Family::new(v4, AfOpsSlot::V4, toa_syn_recv_sock_v4, toa_getname_v4)?,
-                v6: Family::new(v6, AfOpsSlot::V6, toa_syn_recv_sock_v6, toa_getname_v6)?,
-            }
+        let copies = Tables {
+            v4: Family::new(v4, toa_syn_recv_sock_v4, toa_getname_v4)?,
+            v6: Family::new(v6, toa_syn_recv_sock_v6, toa_getname_v6)?,
         };
         // SAFETY: nothing is published, and the readers (the hooks and the tables' wrappers) are made
         // reachable below.
@@ -364,7 +362,9 @@ impl Drop for Redirect {
         ops::synchronize_table_calls();
         // SAFETY: every reader is gone (above).
         let tables = unsafe { TABLES.take() };
+        // 5. The copies stay allocated, neutralized, for the sockets that may still point at them.
         for family in [tables.v4, tables.v6] {
+            family.af_ops.retire();
             family.proto_ops.retire();
         }
     }

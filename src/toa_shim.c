@@ -367,15 +367,12 @@ __be16 toa_sk_dport(const struct sock *sk) { return READ_ONCE(sk->sk_dport); }
  * ---- Operation tables (src/sys/ops.rs; the unload protocol is in src/redirect.rs) ----
  *
  * toa's copies of TCP's per-family tables, given to listening sockets: the connection table
- * (icsk_af_ops) is a module static, since no socket keeps it after unload; the socket-call table
- * (sock->ops) is allocated, since accepted sockets inherit it and may outlive the module.
+ * (icsk_af_ops) and the socket-call table (sock->ops). Both are allocated: sockets can inherit
+ * either and outlive the module.
  */
-struct inet_connection_sock_af_ops toa_af_ops_v4;
-struct inet_connection_sock_af_ops toa_af_ops_v6;
-
-void toa_af_ops_copy(struct inet_connection_sock_af_ops *dst, const struct inet_connection_sock_af_ops *src)
+struct inet_connection_sock_af_ops *toa_af_ops_dup(const struct inet_connection_sock_af_ops *ops)
 {
-	*dst = *src;
+	return kmemdup(ops, sizeof(*ops), GFP_KERNEL);
 }
 toa_syn_recv_sock_t toa_af_ops_syn_recv_sock(const struct inet_connection_sock_af_ops *ops)
 {

@@ -76,8 +76,6 @@ extern struct kretprobe toa_krp_listen_start;
 extern struct ftrace_ops toa_ftrace_sock_destruct;
 extern struct ftrace_ops toa_ftrace_listen_stop;
 extern struct ftrace_ops toa_ftrace_tcp_set_ulp;
-extern struct inet_connection_sock_af_ops toa_af_ops_v4;
-extern struct inet_connection_sock_af_ops toa_af_ops_v6;
 extern struct nf_sockopt_ops toa_sockopt_ops;
 extern const long toa_nr_getpeername;
 extern const long toa_nr_getsockname;
@@ -173,7 +171,7 @@ struct sock *toa_syn_recv_sock_v6(const struct sock *sk, struct sk_buff *skb, st
 				  toa_opt_child_init_t opt_child_init);
 int toa_getname_v4(struct socket *sock, struct sockaddr *addr, int peer);
 int toa_getname_v6(struct socket *sock, struct sockaddr *addr, int peer);
-void toa_af_ops_copy(struct inet_connection_sock_af_ops *dst, const struct inet_connection_sock_af_ops *src);
+struct inet_connection_sock_af_ops *toa_af_ops_dup(const struct inet_connection_sock_af_ops *ops);
 toa_syn_recv_sock_t toa_af_ops_syn_recv_sock(const struct inet_connection_sock_af_ops *ops);
 void toa_af_ops_set_syn_recv_sock(struct inet_connection_sock_af_ops *ops, toa_syn_recv_sock_t f);
 struct proto_ops *toa_proto_ops_dup(const struct proto_ops *ops);

@@ -133,56 +133,38 @@ impl KernelTables {
     }
 }
 
-/// Which of the shim's two static connection tables.
-#[derive(Clone, Copy)]
-pub(crate) enum AfOpsSlot {
-    /// `toa_af_ops_v4`.
-    V4,
-    /// `toa_af_ops_v6`.
-    V6,
-}
-
-/// toa's copy of a family's connection table: a module static of the shim, the kernel's table with
-/// `syn_recv_sock` replaced.
+/// toa's copy of a family's connection table, with `syn_recv_sock` replaced: allocated, since a socket
+/// can keep it after the module is gone. A child created while toa gives its listener the copy
+/// (a handshake completing in the kernel's own `syn_recv_sock`, called through the kernel's table,
+/// clones the listener after the swap) inherits the copy without passing through toa's wrapper, which
+/// gives every other child the kernel's table back.
 ///
 /// # Invariants
 ///
-/// While this exists the static holds a full copy of a kernel table; its `syn_recv_sock` is toa's
-/// wrapper until [`AfOpsCopy::neutralize`], the kernel's afterwards. The static is module memory: the
-/// owner must make sure no socket points at it when the module goes (`src/redirect.rs`).
+/// `ptr` is an allocated full copy of a kernel table owned by this value; its `syn_recv_sock` is toa's
+/// wrapper until [`AfOpsCopy::neutralize`], the kernel's afterwards.
 pub(crate) struct AfOpsCopy {
     ptr: *mut ffi::AfOps,
     kernel: KernelTables,
 }
 
-// SAFETY: a static table, read by every CPU, written with `WRITE_ONCE` only.
+// SAFETY: a table read by every CPU, written with `WRITE_ONCE` only.
 unsafe impl Send for AfOpsCopy {}
 // SAFETY: as above.
 unsafe impl Sync for AfOpsCopy {}
 
 impl AfOpsCopy {
-    /// Fills the `slot` static with `kernel`'s table, its `syn_recv_sock` replaced by `wrapper`.
-    ///
-    /// # Safety
-    ///
-    /// No other `AfOpsCopy` of `slot` exists, and no socket points at the static.
-    pub(crate) unsafe fn new(
-        slot: AfOpsSlot,
-        kernel: KernelTables,
-        wrapper: ffi::SynRecvSockFn,
-    ) -> Self {
-        let ptr = match slot {
-            AfOpsSlot::V4 => core::ptr::addr_of_mut!(ffi::toa_af_ops_v4),
-            AfOpsSlot::V6 => core::ptr::addr_of_mut!(ffi::toa_af_ops_v6),
-        };
-        // SAFETY: per the function's contract no one reads the static yet; the kernel's table is
-        // static.
-        unsafe {
-            ffi::toa_af_ops_copy(ptr, kernel.af_ops);
-            ffi::toa_af_ops_set_syn_recv_sock(ptr, wrapper);
+    /// A copy of `kernel`'s table with `syn_recv_sock` replaced by `wrapper`.
+    pub(crate) fn new(kernel: KernelTables, wrapper: ffi::SynRecvSockFn) -> Result<Self> {
+        // SAFETY: the kernel's table is static.
+        let ptr = unsafe { ffi::toa_af_ops_dup(kernel.af_ops) };
+        if ptr.is_null() {
+            return Err(ENOMEM);
         }
+        // SAFETY: just allocated, not shared yet.
+        unsafe { ffi::toa_af_ops_set_syn_recv_sock(ptr, wrapper) };
         // INVARIANT: a full copy with toa's slot.
-        Self { ptr, kernel }
+        Ok(Self { ptr, kernel })
     }
 
     /// The copy, as a socket points at it.
@@ -193,8 +175,27 @@ impl AfOpsCopy {
     /// Puts the kernel's `syn_recv_sock` back in the copy: a call that still comes through it no longer
     /// reaches toa.
     pub(crate) fn neutralize(&self) {
-        // SAFETY: the static is ours (type invariant); readers load the slot with one aligned load.
+        // SAFETY: ours (type invariant); readers load the slot with one aligned load.
         unsafe { ffi::toa_af_ops_set_syn_recv_sock(self.ptr, self.kernel.syn_recv_sock) };
+    }
+
+    /// Neutralizes the copy and leaves it allocated for good: a socket that inherited it (see the type)
+    /// may outlive the module, and every call through it is the kernel's own. Marked for kmemleak as
+    /// intended: one table per family and load (`sizeof(struct inet_connection_sock_af_ops)`, 88
+    /// bytes on x86_64).
+    pub(crate) fn retire(self) {
+        self.neutralize();
+        // SAFETY: ours; never freed (no `drop`), so every socket's pointer to it stays valid.
+        unsafe { ffi::toa_kmemleak_not_leak(self.ptr.cast()) };
+        core::mem::forget(self);
+    }
+}
+
+impl Drop for AfOpsCopy {
+    fn drop(&mut self) {
+        // Dropped without `retire`: only on a failed load, before any socket was given the copy.
+        // SAFETY: allocated by `new`, never shared (see above).
+        unsafe { ffi::kfree(self.ptr.cast()) };
     }
 }
 
