@@ -347,6 +347,7 @@ extern "C" {
     ) -> *mut ProcDirEntry;
     pub(crate) fn toa_jiffies() -> c_ulong;
     pub(crate) fn toa_jhash2(k: *const u32, words: u32, initval: u32) -> u32;
+    pub(crate) fn toa_jhash_3words(a: u32, b: u32, c: u32, initval: u32) -> u32;
     pub(crate) fn get_random_u32() -> u32;
     pub(crate) fn toa_skb_len_from_network(skb: *const SkBuff) -> c_uint;
     pub(crate) fn toa_skb_copy_from_network(

@@ -292,6 +292,7 @@ const struct seq_operations toa_uoa_table_seq_ops = {
 unsigned long toa_jiffies(void) { return jiffies; }
 const unsigned int toa_hz = HZ;
 u32 toa_jhash2(const u32 *k, u32 words, u32 initval) { return jhash2(k, words, initval); }
+u32 toa_jhash_3words(u32 a, u32 b, u32 c, u32 initval) { return jhash_3words(a, b, c, initval); }
 unsigned int toa_skb_len_from_network(const struct sk_buff *skb) { return skb->len - skb_network_offset(skb); }
 int toa_skb_copy_from_network(const struct sk_buff *skb, void *to, unsigned int len)
 {

@@ -153,6 +153,7 @@ void *toa_uoa_walker(struct seq_file *seq);
 struct net *toa_seq_file_net(struct seq_file *seq);
 unsigned long toa_jiffies(void);
 u32 toa_jhash2(const u32 *k, u32 words, u32 initval);
+u32 toa_jhash_3words(u32 a, u32 b, u32 c, u32 initval);
 unsigned int toa_skb_len_from_network(const struct sk_buff *skb);
 int toa_skb_copy_from_network(const struct sk_buff *skb, void *to, unsigned int len);
 

@@ -509,7 +509,8 @@ pub struct UdpDatagram {
 /// The UDP source and destination ports of the UDP header starting at `at` (host byte order); `None`
 /// when those 4 bytes are not all inside `packet`.
 fn udp_ports(packet: &[u8], at: usize) -> Option<(u16, u16)> {
-    Some((be16(packet, at)?, be16(packet, at.checked_add(2)?)?))
+    let [s0, s1, d0, d1] = array(packet, at)?;
+    Some((u16::from_be_bytes([s0, s1]), u16::from_be_bytes([d0, d1])))
 }
 
 /// Reads an IPv4 UDP datagram from its IP header on (the skb's network header; `packet` may end anywhere

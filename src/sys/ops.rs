@@ -11,10 +11,11 @@
 //!
 //! The kernel itself swaps both pointers at run time (`IPV6_ADDRFORM`, kTLS, MPTCP, SMC); toa does the
 //! same for the TCP listeners it serves, with copies of the kernel's tables in which one slot is
-//! toa's: [`AfOpsCopy`] (`syn_recv_sock`) and [`ProtoOpsCopy`] (`getname`). The calls that come through
-//! them are [`SynRecvSockCall`] and [`GetnameCall`], given to safe Rust functions by the
-//! [`syn_recv_sock_wrapper!`] and [`getname_wrapper!`] macros. When and how the copies are given and
-//! taken back is `src/redirect.rs`'s business; the unload protocol is argued there.
+//! toa's ([`TableCopy`]): [`AfOpsCopy`] (`syn_recv_sock`) and [`ProtoOpsCopy`] (`getname`). The
+//! calls that come through them are [`SynRecvSockCall`] and [`GetnameCall`], given to safe Rust
+//! functions by the [`syn_recv_sock_wrapper!`] and [`getname_wrapper!`] macros. When and how the
+//! copies are given and taken back is `src/redirect.rs`'s business; the unload protocol is argued
+//! there.
 
 use super::sock::{Sock, Socket};
 use crate::ffi;
@@ -133,56 +134,146 @@ impl KernelTables {
     }
 }
 
-/// toa's copy of a family's connection table, with `syn_recv_sock` replaced: allocated, since a socket
-/// can keep it after the module is gone. A child created while toa gives its listener the copy
-/// (a handshake completing in the kernel's own `syn_recv_sock`, called through the kernel's table,
-/// clones the listener after the swap) inherits the copy without passing through toa's wrapper, which
-/// gives every other child the kernel's table back.
+/// A kernel operation table that toa copies with one slot replaced by a wrapper of its own.
+///
+/// # Safety
+///
+/// [`CopiedTable::dup`] returns a `kmalloc`ed full copy of the table it is given, or null;
+/// [`CopiedTable::set_slot`] writes the slot with one aligned store (`WRITE_ONCE`), which is how the
+/// kernel's callers load it (one aligned load).
+pub(crate) unsafe trait CopiedTable: Sized {
+    /// The type of the replaced slot.
+    type Slot: Copy;
+
+    /// The kernel's table of a family.
+    fn kernel_table(kernel: &KernelTables) -> *const Self;
+
+    /// The kernel's function in the slot.
+    fn kernel_slot(kernel: &KernelTables) -> Self::Slot;
+
+    /// `kmemdup` of `table` (`GFP_KERNEL`): a full copy, or null.
+    ///
+    /// # Safety
+    ///
+    /// `table` is a kernel table of this type.
+    unsafe fn dup(table: *const Self) -> *mut Self;
+
+    /// Writes `f` in the slot of `table` (`WRITE_ONCE`).
+    ///
+    /// # Safety
+    ///
+    /// `table` came from [`CopiedTable::dup`] and is not freed.
+    unsafe fn set_slot(table: *mut Self, f: Self::Slot);
+}
+
+// SAFETY: the shim's `toa_af_ops_dup` is `kmemdup`; `toa_af_ops_set_syn_recv_sock` is `WRITE_ONCE`.
+unsafe impl CopiedTable for ffi::AfOps {
+    type Slot = ffi::SynRecvSockFn;
+
+    fn kernel_table(kernel: &KernelTables) -> *const Self {
+        kernel.af_ops
+    }
+
+    fn kernel_slot(kernel: &KernelTables) -> Self::Slot {
+        kernel.syn_recv_sock
+    }
+
+    unsafe fn dup(table: *const Self) -> *mut Self {
+        // SAFETY: per the function's contract.
+        unsafe { ffi::toa_af_ops_dup(table) }
+    }
+
+    unsafe fn set_slot(table: *mut Self, f: Self::Slot) {
+        // SAFETY: per the function's contract.
+        unsafe { ffi::toa_af_ops_set_syn_recv_sock(table, f) }
+    }
+}
+
+// SAFETY: the shim's `toa_proto_ops_dup` is `kmemdup`; `toa_proto_ops_set_getname` is `WRITE_ONCE`.
+unsafe impl CopiedTable for ffi::ProtoOps {
+    type Slot = ffi::GetnameFn;
+
+    fn kernel_table(kernel: &KernelTables) -> *const Self {
+        kernel.proto_ops
+    }
+
+    fn kernel_slot(kernel: &KernelTables) -> Self::Slot {
+        kernel.getname
+    }
+
+    unsafe fn dup(table: *const Self) -> *mut Self {
+        // SAFETY: per the function's contract.
+        unsafe { ffi::toa_proto_ops_dup(table) }
+    }
+
+    unsafe fn set_slot(table: *mut Self, f: Self::Slot) {
+        // SAFETY: per the function's contract.
+        unsafe { ffi::toa_proto_ops_set_getname(table, f) }
+    }
+}
+
+/// toa's copy of one of a family's tables, with one slot replaced: allocated, since a socket can keep
+/// it after the module is gone, and retired at unload ([`TableCopy::retire`]), never freed.
+///
+/// * [`AfOpsCopy`], the connection table with `syn_recv_sock` replaced. A child created while toa
+///   gives its listener the copy (a handshake completing in the kernel's own `syn_recv_sock`, called
+///   through the kernel's table, clones the listener after the swap) inherits the copy without passing
+///   through toa's wrapper, which gives every other child the kernel's table back.
+/// * [`ProtoOpsCopy`], the socket-call table with `getname` replaced. Accepted sockets inherit it from
+///   their listener.
 ///
 /// # Invariants
 ///
-/// `ptr` is an allocated full copy of a kernel table owned by this value; its `syn_recv_sock` is toa's
-/// wrapper until [`AfOpsCopy::neutralize`], the kernel's afterwards.
-pub(crate) struct AfOpsCopy {
-    ptr: *mut ffi::AfOps,
-    kernel: KernelTables,
+/// `ptr` is an allocated full copy of the kernel's table owned by this value; its slot is toa's
+/// wrapper until [`TableCopy::neutralize`], `kernel_slot` (the kernel's function) afterwards.
+pub(crate) struct TableCopy<T: CopiedTable> {
+    ptr: *mut T,
+    kernel_slot: T::Slot,
 }
 
-// SAFETY: a table read by every CPU, written with `WRITE_ONCE` only.
-unsafe impl Send for AfOpsCopy {}
-// SAFETY: as above.
-unsafe impl Sync for AfOpsCopy {}
+/// toa's copy of a family's connection table (`struct inet_connection_sock_af_ops`).
+pub(crate) type AfOpsCopy = TableCopy<ffi::AfOps>;
+/// toa's copy of a family's socket-call table (`struct proto_ops`).
+pub(crate) type ProtoOpsCopy = TableCopy<ffi::ProtoOps>;
 
-impl AfOpsCopy {
-    /// A copy of `kernel`'s table with `syn_recv_sock` replaced by `wrapper`.
-    pub(crate) fn new(kernel: KernelTables, wrapper: ffi::SynRecvSockFn) -> Result<Self> {
+// SAFETY: a table read by every CPU, written with `WRITE_ONCE` only.
+unsafe impl<T: CopiedTable> Send for TableCopy<T> {}
+// SAFETY: as above.
+unsafe impl<T: CopiedTable> Sync for TableCopy<T> {}
+
+impl<T: CopiedTable> TableCopy<T> {
+    /// A copy of `kernel`'s table with the slot replaced by `wrapper`. Fails with `ENOMEM`.
+    pub(crate) fn new(kernel: KernelTables, wrapper: T::Slot) -> Result<Self> {
         // SAFETY: the kernel's table is static.
-        let ptr = unsafe { ffi::toa_af_ops_dup(kernel.af_ops) };
+        let ptr = unsafe { T::dup(T::kernel_table(&kernel)) };
         if ptr.is_null() {
             return Err(ENOMEM);
         }
         // SAFETY: just allocated, not shared yet.
-        unsafe { ffi::toa_af_ops_set_syn_recv_sock(ptr, wrapper) };
+        unsafe { T::set_slot(ptr, wrapper) };
         // INVARIANT: a full copy with toa's slot.
-        Ok(Self { ptr, kernel })
+        Ok(Self {
+            ptr,
+            kernel_slot: T::kernel_slot(&kernel),
+        })
     }
 
     /// The copy, as a socket points at it.
-    pub(crate) fn as_ptr(&self) -> *const ffi::AfOps {
+    pub(crate) fn as_ptr(&self) -> *const T {
         self.ptr
     }
 
-    /// Puts the kernel's `syn_recv_sock` back in the copy: a call that still comes through it no longer
+    /// Puts the kernel's function back in the slot: a call that loads the slot from now on no longer
     /// reaches toa.
     pub(crate) fn neutralize(&self) {
         // SAFETY: ours (type invariant); readers load the slot with one aligned load.
-        unsafe { ffi::toa_af_ops_set_syn_recv_sock(self.ptr, self.kernel.syn_recv_sock) };
+        unsafe { T::set_slot(self.ptr, self.kernel_slot) };
     }
 
-    /// Neutralizes the copy and leaves it allocated for good: a socket that inherited it (see the type)
-    /// may outlive the module, and every call through it is the kernel's own. Marked for kmemleak as
-    /// intended: one table per family and load (`sizeof(struct inet_connection_sock_af_ops)`, 88
-    /// bytes on x86_64).
+    /// Neutralizes the copy and leaves it allocated for good: sockets that hold it (see the type) may
+    /// outlive the module, and every call through it is the kernel's own. Marked for kmemleak as
+    /// intended: one table of each kind per family and load (88 bytes for the connection table, 264 for
+    /// the socket-call table, on x86_64).
     pub(crate) fn retire(self) {
         self.neutralize();
         // SAFETY: ours; never freed (no `drop`), so every socket's pointer to it stays valid.
@@ -191,70 +282,7 @@ impl AfOpsCopy {
     }
 }
 
-impl Drop for AfOpsCopy {
-    fn drop(&mut self) {
-        // Dropped without `retire`: only on a failed load, before any socket was given the copy.
-        // SAFETY: allocated by `new`, never shared (see above).
-        unsafe { ffi::kfree(self.ptr.cast()) };
-    }
-}
-
-/// toa's copy of a family's socket-call table, with `getname` replaced: allocated, since accepted
-/// sockets inherit it from their listener and can outlive the module.
-///
-/// # Invariants
-///
-/// `ptr` is an allocated full copy of a kernel table owned by this value; its `getname` is toa's
-/// wrapper until [`ProtoOpsCopy::retire`].
-pub(crate) struct ProtoOpsCopy {
-    ptr: *mut ffi::ProtoOps,
-    kernel: KernelTables,
-}
-
-// SAFETY: a table read by every CPU, written with `WRITE_ONCE` only.
-unsafe impl Send for ProtoOpsCopy {}
-// SAFETY: as above.
-unsafe impl Sync for ProtoOpsCopy {}
-
-impl ProtoOpsCopy {
-    /// A copy of `kernel`'s table with `getname` replaced by `wrapper`.
-    pub(crate) fn new(kernel: KernelTables, wrapper: ffi::GetnameFn) -> Result<Self> {
-        // SAFETY: the kernel's table is static.
-        let ptr = unsafe { ffi::toa_proto_ops_dup(kernel.proto_ops) };
-        if ptr.is_null() {
-            return Err(ENOMEM);
-        }
-        // SAFETY: just allocated, not shared yet.
-        unsafe { ffi::toa_proto_ops_set_getname(ptr, wrapper) };
-        // INVARIANT: a full copy with toa's slot.
-        Ok(Self { ptr, kernel })
-    }
-
-    /// The copy, as a socket points at it.
-    pub(crate) fn as_ptr(&self) -> *const ffi::ProtoOps {
-        self.ptr
-    }
-
-    /// Puts the kernel's `getname` back in the copy: a call that loads the slot from now on no longer
-    /// reaches toa.
-    pub(crate) fn neutralize(&self) {
-        // SAFETY: ours (type invariant); readers load the slot with one aligned load.
-        unsafe { ffi::toa_proto_ops_set_getname(self.ptr, self.kernel.getname) };
-    }
-
-    /// Neutralizes the copy and leaves it allocated for good: sockets that inherited it may outlive
-    /// the module (a socket `accept()`ed while toa was loaded keeps its table), and every call through
-    /// it is the kernel's own. Marked for kmemleak as intended: one table per family and load
-    /// (`sizeof(struct proto_ops)`, 264 bytes on x86_64).
-    pub(crate) fn retire(self) {
-        self.neutralize();
-        // SAFETY: ours; never freed (no `drop`), so every socket's pointer to it stays valid.
-        unsafe { ffi::toa_kmemleak_not_leak(self.ptr.cast()) };
-        core::mem::forget(self);
-    }
-}
-
-impl Drop for ProtoOpsCopy {
+impl<T: CopiedTable> Drop for TableCopy<T> {
     fn drop(&mut self) {
         // Dropped without `retire`: only on a failed load, before any socket was given the copy.
         // SAFETY: allocated by `new`, never shared (see above).

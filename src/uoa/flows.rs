@@ -333,16 +333,26 @@ impl Table {
     }
 
     /// The bucket of a flow (`inum`, load balancer address and port, local port), and its head.
+    ///
+    /// An IPv4 load balancer (`::ffff:a.b.c.d`) is hashed as three words (its address, the two ports,
+    /// the namespace), as TCP's `inet_ehashfn` hashes an IPv4 flow: the mapped prefix is the same for
+    /// every IPv4 flow and would only lengthen the hash. An IPv6 one is hashed whole, with `jhash2`.
+    #[inline(always)]
     fn bucket_of(&self, inum: u32, key: &FlowKey) -> (u32, &AtomicUsize) {
-        let mut w = [0u32; 6];
-        w[0] = inum;
-        for (i, chunk) in key.lb.chunks_exact(4).enumerate() {
-            w[1 + i] = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        }
-        w[5] = (u32::from(key.lb_port) << 16) | u32::from(key.local_port);
-        let h = hash::jhash2(&w, self.seed);
-        // `bits` is in 8..=23.
-        let b = h >> (32 - self.bits);
+        let ports = (u32::from(key.lb_port) << 16) | u32::from(key.local_port);
+        // One 128-bit test for the prefix, not twelve byte tests.
+        let lb = u128::from_be_bytes(key.lb);
+        let h = if lb >> 32 == 0xffff {
+            hash::jhash_3words(lb as u32, ports, inum, self.seed)
+        } else {
+            let mut w = [inum, 0, 0, 0, 0, ports];
+            for (i, chunk) in key.lb.chunks_exact(4).enumerate() {
+                w[1 + i] = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+            }
+            hash::jhash2(&w, self.seed)
+        };
+        // `bits` is in 8..=23: the shift is in 9..=24, neither wraps.
+        let b = h.wrapping_shr(32u32.wrapping_sub(self.bits));
         // SAFETY: `b < 1 << bits`, the number of buckets (the top `bits` bits of a 32-bit hash).
         (b, unsafe { self.heads.get_unchecked(b as usize) })
     }
