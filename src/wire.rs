@@ -79,8 +79,10 @@ impl Addr {
             Addr::V6(a) => a,
             Addr::V4(a) => {
                 // One 16-byte value, not 16 byte stores: the UDP receive path builds these per datagram.
-                let mapped = (0xffff_u128 << 32) | u128::from(u32::from_be_bytes(a));
-                mapped.to_be_bytes()
+                // Little-endian, so that it is a plain store on the (little-endian) machines toa runs on:
+                // bytes 10 and 11 are 0xff, bytes 12 to 15 the address.
+                let mapped = (u128::from(u32::from_le_bytes(a)) << 96) | (0xffff_u128 << 80);
+                mapped.to_le_bytes()
             }
         }
     }
@@ -293,10 +295,59 @@ fn decode_ip_toa(body: &[u8], v6: bool, origin: Origin) -> Option<Toa> {
     })
 }
 
+/// The options of a type-length-value list, in order, each as `(type, whole option)`; a structural
+/// error ends the list with `Err` (see [`walk_tlv`] for the layout parameters).
+struct Tlv<'a> {
+    opts: &'a [u8],
+    /// Where the next option starts.
+    at: usize,
+    single: &'a [u8],
+    end: Option<u8>,
+    len_covers_header: bool,
+}
+
+impl<'a> Iterator for Tlv<'a> {
+    type Item = Result<(u8, &'a [u8]), Malformed>;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        let kind = loop {
+            let kind = *self.opts.get(self.at)?;
+            if Some(kind) == self.end {
+                return None;
+            }
+            if !self.single.contains(&kind) {
+                break kind;
+            }
+            self.at += 1;
+        };
+        let i = self.at;
+        // After an error, the list ends.
+        self.at = self.opts.len();
+        let Some(&len) = self.opts.get(i + 1) else {
+            return Some(Err(Malformed::MissingLength));
+        };
+        let total = if self.len_covers_header {
+            usize::from(len)
+        } else {
+            usize::from(len) + 2
+        };
+        if total < 2 {
+            return Some(Err(Malformed::LengthTooShort));
+        }
+        // `i < opts.len()` and `total <= 257`: no overflow.
+        let Some(opt) = self.opts.get(i..i + total) else {
+            return Some(Err(Malformed::Truncated));
+        };
+        self.at = i + total;
+        Some(Ok((kind, opt)))
+    }
+}
+
 /// Walks type-length-value options: `single` is the one-byte kind (EOL/NOP for IPv4, Pad1 for IPv6),
 /// `end` the kind that ends the list (EOL for IPv4), `len_covers_header` whether the length byte counts
 /// the type and length bytes (IPv4) or only the data (IPv6). Calls `f(type, whole option)` for each
-/// option until `f` returns `Some`.
+/// option until `f` returns `Some`; after a TOA the rest of the list is still checked for structure.
 fn walk_tlv(
     opts: &[u8],
     single: &[u8],
@@ -304,44 +355,31 @@ fn walk_tlv(
     len_covers_header: bool,
     mut f: impl FnMut(u8, &[u8]) -> Option<Scan>,
 ) -> Scan {
-    let mut found = None;
-    let mut i = 0usize;
-    while let Some(&kind) = opts.get(i) {
-        if Some(kind) == end {
-            break;
-        }
-        if single.contains(&kind) {
-            i += 1;
-            continue;
-        }
-        let Some(&len) = opts.get(i + 1) else {
-            return Scan::Malformed(Malformed::MissingLength);
+    let mut options = Tlv {
+        opts,
+        at: 0,
+        single,
+        end,
+        len_covers_header,
+    };
+    while let Some(option) = options.next() {
+        let (kind, opt) = match option {
+            Ok(option) => option,
+            Err(m) => return Scan::Malformed(m),
         };
-        let total = if len_covers_header {
-            usize::from(len)
-        } else {
-            usize::from(len) + 2
-        };
-        if total < 2 {
-            return Scan::Malformed(Malformed::LengthTooShort);
-        }
-        // `i < opts.len()` and `total <= 257`: no overflow.
-        let Some(opt) = opts.get(i..i + total) else {
-            return Scan::Malformed(Malformed::Truncated);
-        };
-        if found.is_none() {
-            match f(kind, opt) {
-                Some(Scan::Malformed(m)) => return Scan::Malformed(m),
-                Some(Scan::Found(t)) => found = Some(t),
-                _ => {}
+        match f(kind, opt) {
+            Some(Scan::Malformed(m)) => return Scan::Malformed(m),
+            Some(Scan::Found(t)) => {
+                // The first TOA wins, if the rest of the list is well-formed.
+                return match options.find_map(Result::err) {
+                    Some(m) => Scan::Malformed(m),
+                    None => Scan::Found(t),
+                };
             }
+            _ => {}
         }
-        i += total;
     }
-    match found {
-        Some(t) => Scan::Found(t),
-        None => Scan::NoToa,
-    }
+    Scan::NoToa
 }
 
 /// Decodes DPVS's UOA IPv4 option given its whole bytes (`opt[0]` = 31, `opt[1]` = len == `opt.len()`):

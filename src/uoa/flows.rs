@@ -105,7 +105,7 @@ pub(crate) struct Row {
 }
 
 /// The key and value of a [`Flow`]: 72 bytes, copied by readers as words ([`Words`]).
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 #[repr(C, align(8))]
 struct FlowData {
     lb: [u8; 16],
@@ -158,6 +158,24 @@ impl FlowData {
             },
             vip,
         }
+    }
+
+    /// Whether `other` is a mapping of the same flow.
+    #[inline(always)]
+    fn same_key(&self, other: &FlowData) -> bool {
+        self.lb == other.lb
+            && self.lb_port == other.lb_port
+            && self.local == other.local
+            && self.local_port == other.local_port
+    }
+
+    /// Whether `other` maps to the same client and VIP.
+    #[inline(always)]
+    fn same_mapping(&self, other: &FlowData) -> bool {
+        self.client == other.client
+            && self.client_port == other.client_port
+            && self.vip == other.vip
+            && self.vip_port == other.vip_port
     }
 
     /// Whether this is the flow `key` names (a zero local address in `key` matches any).
@@ -340,10 +358,11 @@ impl Table {
     #[inline(always)]
     fn bucket_of(&self, inum: u32, key: &FlowKey) -> (u32, &AtomicUsize) {
         let ports = (u32::from(key.lb_port) << 16) | u32::from(key.local_port);
-        // One 128-bit test for the prefix, not twelve byte tests.
-        let lb = u128::from_be_bytes(key.lb);
-        let h = if lb >> 32 == 0xffff {
-            hash::jhash_3words(lb as u32, ports, inum, self.seed)
+        // One 128-bit test for the `::ffff:` prefix (bytes 0 to 11), not twelve byte tests; little-endian,
+        // as `Addr::to_v6_mapped` builds it, so that no byte is swapped.
+        let lb = u128::from_le_bytes(key.lb);
+        let h = if lb << 32 == 0xffff_u128 << 112 {
+            hash::jhash_3words((lb >> 96) as u32, ports, inum, self.seed)
         } else {
             let mut w = [inum, 0, 0, 0, 0, ports];
             for (i, chunk) in key.lb.chunks_exact(4).enumerate() {
@@ -514,8 +533,8 @@ pub(crate) fn update(
         let Some(f) = (unsafe { locked_flow(link, &guard) }) else {
             break;
         };
-        if f.inum.load(Ordering::Relaxed) == inum && f.data().key() == *key {
-            if *f.data() == data {
+        if f.inum.load(Ordering::Relaxed) == inum && f.data().same_key(&data) {
+            if f.data().same_mapping(&data) {
                 f.used.store(now, Ordering::Relaxed);
                 return Ok(());
             }
@@ -613,8 +632,8 @@ fn refresh_if_same(
     rcu: &RcuSection,
 ) -> bool {
     walk_rcu(b, head, inum, rcu, |f, found, used| {
-        (found.key() == data.key()).then(|| {
-            let same = *found == *data && !t.expired(now, used);
+        found.same_key(data).then(|| {
+            let same = found.same_mapping(data) && !t.expired(now, used);
             if same {
                 touch(f, used, now);
             }
