@@ -1,24 +1,57 @@
 #!/usr/bin/env bash
-# Where toa's time goes: samples the whole guest (perf, cpu-clock, call graphs) while one benchmark load
-# runs, once with toa.ko loaded and once without, on the plain kernel, and prints both reports.
+# Where toa's time goes, while one benchmark load runs, once with toa.ko loaded and once without, on the
+# plain kernel.
 #
-#   scripts/profile.sh [accept|getpeername] [N]
-#
-# Needs Debian's linux-perf on the host (the guest runs the host's binaries); it is not part of
-# `make check`, so scripts/setup-toolchain.sh does not install it.
+#   scripts/profile.sh [accept|getpeername|udp|tcp-data] [N]
+#       samples the whole guest (perf, cpu-clock, call graphs) and prints both reports. Needs Debian's
+#       linux-perf on the host (the guest runs the host's binaries); it is not part of `make check`, so
+#       scripts/setup-toolchain.sh does not install it.
+#   scripts/profile.sh --icount [accept|getpeername|udp|tcp-data] [N]
+#       counts, under qemu's -icount clock, every guest instruction executed in kernel code
+#       (scripts/icount-plugin.c, a QEMU plugin built here with gcc), and prints per function the
+#       instructions per operation with toa, without, and the difference (scripts/icount-report.py):
+#       exact, where sampling is not. Counts are divided by N; the load's setup (warm-up, row 6's first
+#       pass over its flows) is counted too, in both runs.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
 cd "$top"
 # shellcheck source=scripts/env.sh
 . "$here/env.sh"
+icount=false
+if [ "${1:-}" = --icount ]; then
+	icount=true
+	shift
+fi
 what=${1:-getpeername}
 n=${2:-100000}
-command -v perf >/dev/null || { echo "profile.sh: install linux-perf (apt-get install linux-perf)" >&2; exit 2; }
+$icount || command -v perf >/dev/null || { echo "profile.sh: install linux-perf (apt-get install linux-perf)" >&2; exit 2; }
 toa_prepare "$(toa_kernel "${KERNEL:-}" plain "${ARCH:-}")"
-# The guest's /tmp is a fresh overlay; perf report resolves kernel symbols from the guest's kallsyms.
-inner=$top/target/vm/profile-inner.sh
 mkdir -p "$top/target/vm"
+inner=$top/target/vm/profile-inner.sh
+
+if $icount; then
+	plugin=$top/target/vm/icount-plugin.so
+	gcc -shared -fPIC -O2 -o "$plugin" "$here/icount-plugin.c"
+	for mode in with without; do
+		# The module's symbols, from the guest's kallsyms (the kernel's are in System.map: nokaslr).
+		cat >"$inner" <<EOS
+set -e
+echo 0 >/proc/sys/kernel/kptr_restrict
+grep '\[toa\]' /proc/kallsyms | sed 's/^/KSYM /'
+[ $mode = without ] && rmmod toa
+$vmtest workload $what $n
+EOS
+		out=$top/target/vm/icount-$what-$mode
+		TOA_VM_ICOUNT=shift=0,sleep=off TOA_VM_PLUGIN="file=$plugin,out=$out" \
+			bash "$here/vm-run.sh" "$kdir" "$ko" -- sh "$inner" >"$out.log"
+		grep '^workload' "$out.log"
+	done
+	exec python3 "$here/icount-report.py" "$kdir/System.map" "$n" \
+		"$top/target/vm/icount-$what-with" "$top/target/vm/icount-$what-without" 30
+fi
+
+# The guest's /tmp is a fresh overlay; perf report resolves kernel symbols from the guest's kallsyms.
 cat >"$inner" <<EOS
 set -e
 echo 0 >/proc/sys/kernel/kptr_restrict

@@ -11,7 +11,9 @@
 # KVM is used when it works on this host (probed once, result cached); otherwise TCG. Under TCG,
 # TOA_VM_ICOUNT (e.g. "shift=0,sleep=off") runs the guest with qemu's -icount: its clock then advances by
 # the instructions it executes (2^shift ns each), so timings inside are deterministic and immune to host
-# load (scripts/bench.sh uses it). COMMAND sees TOA_VM_CLOCK: kvm, tcg or tcg-icount:<value>.
+# load (scripts/bench.sh uses it). COMMAND sees TOA_VM_CLOCK: kvm, tcg or tcg-icount:<value>. With
+# TOA_VM_ICOUNT, TOA_VM_PLUGIN ("file=PLUGIN.so,ARG=VALUE...") loads a QEMU TCG plugin, and the guest boots
+# with nokaslr, so that its kernel's addresses are System.map's (scripts/profile.sh --icount).
 #
 # An arm64 KDIR (`build-kernel.sh arm64-...`, CONFIG_ARM64=y) boots under qemu-system-aarch64 (TCG,
 # machine virt), with the arm64 Debian root filesystem of scripts/arm64-rootfs.sh (TOA_ARM64_ROOT, default
@@ -85,8 +87,11 @@ if [ "$(cat "$probe")" = yes ]; then
 	kvm_flag=()
 	clock=kvm
 elif [ -n "${TOA_VM_ICOUNT:-}" ]; then
-	kvm_flag+=("--qemu-opts=-accel tcg,thread=single -icount $TOA_VM_ICOUNT")
+	kvm_flag+=("--qemu-opts=-accel tcg,thread=single -icount $TOA_VM_ICOUNT${TOA_VM_PLUGIN:+ -plugin $TOA_VM_PLUGIN}")
 	clock=tcg-icount:$TOA_VM_ICOUNT
+	if [ -n "${TOA_VM_PLUGIN:-}" ]; then
+		vng_common+=(--append nokaslr)
+	fi
 else
 	kvm_flag+=("--qemu-opts=-accel tcg,thread=single")
 	clock=tcg

@@ -298,11 +298,15 @@ fn decode_ip_toa(body: &[u8], v6: bool, origin: Origin) -> Option<Toa> {
 /// The options of a type-length-value list, in order, each as `(type, whole option)`; a structural
 /// error ends the list with `Err` (see [`walk_tlv`] for the layout parameters).
 struct Tlv<'a> {
+    /// The option list.
     opts: &'a [u8],
     /// Where the next option starts.
     at: usize,
+    /// The one-byte types.
     single: &'a [u8],
+    /// The type that ends the list, if any.
     end: Option<u8>,
+    /// Whether the length byte counts the type and length bytes.
     len_covers_header: bool,
 }
 
