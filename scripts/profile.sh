@@ -2,11 +2,11 @@
 # Where toa's time goes, while one benchmark load runs, once with toa.ko loaded and once without, on the
 # plain kernel.
 #
-#   scripts/profile.sh [accept|getpeername|udp|tcp-data] [N]
+#   scripts/profile.sh [accept|getpeername|udp|udp-later|tcp-data] [N]
 #       samples the whole guest (perf, cpu-clock, call graphs) and prints both reports. Needs Debian's
 #       linux-perf on the host (the guest runs the host's binaries); it is not part of `make check`, so
 #       scripts/setup-toolchain.sh does not install it.
-#   scripts/profile.sh --icount [accept|getpeername|udp|tcp-data] [N]
+#   scripts/profile.sh --icount [accept|getpeername|udp|udp-later|tcp-data] [N]
 #       counts, under qemu's -icount clock, every guest instruction executed in kernel code
 #       (scripts/icount-plugin.c, a QEMU plugin built here with gcc), and prints per function the
 #       instructions per operation with toa, without, and the difference (scripts/icount-report.py):

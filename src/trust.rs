@@ -130,11 +130,9 @@ impl TrustList {
         if self.is_empty() {
             return true;
         }
-        let source = match source {
-            Addr::V6([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d]) => {
-                Addr::V4([*a, *b, *c, *d])
-            }
-            other => *other,
+        let source = match *source {
+            Addr::V6(a) => Addr::from_v6_mapped(a),
+            v4 => v4,
         };
         self.prefixes
             .iter()

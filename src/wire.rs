@@ -86,6 +86,20 @@ impl Addr {
             }
         }
     }
+
+    /// The address 16 bytes hold: IPv4 when they are an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`),
+    /// else IPv6; the inverse of [`Addr::to_v6_mapped`].
+    #[inline]
+    pub fn from_v6_mapped(a: [u8; 16]) -> Addr {
+        // One 128-bit test of the prefix (bytes 0 to 11), not twelve byte tests; little-endian, so that
+        // no byte is swapped.
+        let v = u128::from_le_bytes(a);
+        if v << 32 == 0xffff_u128 << 112 {
+            Addr::V4(((v >> 96) as u32).to_le_bytes())
+        } else {
+            Addr::V6(a)
+        }
+    }
 }
 
 /// An address and a port, the port in host byte order (converted from network order while parsing).

@@ -66,10 +66,7 @@ pub(crate) fn addr16(a: Addr) -> [u8; 16] {
 
 /// The address stored as `a`: IPv4 when it is IPv4-mapped.
 pub(crate) fn addr_of16(a: [u8; 16]) -> Addr {
-    match a {
-        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, b0, b1, b2, b3] => Addr::V4([b0, b1, b2, b3]),
-        _ => Addr::V6(a),
-    }
+    Addr::from_v6_mapped(a)
 }
 
 /// A UDP flow as the receiving socket sees it. Addresses as [`addr16`] stores them; ports host order.
@@ -358,11 +355,8 @@ impl Table {
     #[inline(always)]
     fn bucket_of(&self, inum: u32, key: &FlowKey) -> (u32, &AtomicUsize) {
         let ports = (u32::from(key.lb_port) << 16) | u32::from(key.local_port);
-        // One 128-bit test for the `::ffff:` prefix (bytes 0 to 11), not twelve byte tests; little-endian,
-        // as `Addr::to_v6_mapped` builds it, so that no byte is swapped.
-        let lb = u128::from_le_bytes(key.lb);
-        let h = if lb << 32 == 0xffff_u128 << 112 {
-            hash::jhash_3words((lb >> 96) as u32, ports, inum, self.seed)
+        let h = if let Addr::V4(lb) = Addr::from_v6_mapped(key.lb) {
+            hash::jhash_3words(u32::from_ne_bytes(lb), ports, inum, self.seed)
         } else {
             let mut w = [inum, 0, 0, 0, 0, ports];
             for (i, chunk) in key.lb.chunks_exact(4).enumerate() {
@@ -646,16 +640,21 @@ fn refresh_if_same(
 /// The live mapping of flow `key` in namespace `net` (a zero local address matches any), restarting its
 /// idle time when `refresh`. Lockless: safe in softirq and process context.
 pub(crate) fn lookup(net: &Net, key: &FlowKey, refresh: bool) -> Option<Mapping> {
-    lookup_in(net, key, refresh, &RcuReadGuard::new())
+    let rcu = RcuReadGuard::new();
+    find(net, key, refresh, &rcu).map(|data| data.mapping())
 }
 
-/// [`lookup`] in the caller's read-side section `rcu`.
-pub(crate) fn lookup_in(
-    net: &Net,
-    key: &FlowKey,
-    refresh: bool,
-    rcu: &RcuSection,
-) -> Option<Mapping> {
+/// Restarts the idle time of flow `key`'s live mapping in namespace `net`, if there is one (a zero
+/// local address matches any): what a datagram without an option does to its flow. Lockless, in the
+/// caller's read-side section `rcu`.
+pub(crate) fn refresh_in(net: &Net, key: &FlowKey, rcu: &RcuSection) {
+    find(net, key, true, rcu);
+}
+
+/// The data of flow `key`'s live mapping in namespace `net`, restarting its idle time when `refresh`
+/// (a lockless walk in `rcu`).
+#[inline(always)]
+fn find(net: &Net, key: &FlowKey, refresh: bool, rcu: &RcuSection) -> Option<FlowData> {
     let t = table()?;
     let inum = inum_of(net);
     let now = now_secs();
@@ -665,7 +664,7 @@ pub(crate) fn lookup_in(
             if refresh {
                 touch(f, used, now);
             }
-            data.mapping()
+            *data
         })
     })
 }

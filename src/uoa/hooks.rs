@@ -103,7 +103,7 @@ fn handle(net: &Net, packet: &[u8], d: Option<UdpDatagram>, rcu: &RcuSection) {
 /// Restarts the idle time of the flow's mapping, if the namespace has any mapping.
 fn refresh(net: &Net, key: &FlowKey, rcu: &RcuSection) {
     if !flows::net_is_empty(net, rcu) {
-        flows::lookup_in(net, key, true, rcu);
+        flows::refresh_in(net, key, rcu);
     }
 }
 

@@ -172,6 +172,19 @@ fn v4_mapped() {
         [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 1, 2, 3, 4]
     );
     assert_eq!(Addr::V6(CIP6).to_v6_mapped(), CIP6);
+    // And back: only the exact `::ffff:0:0/96` prefix is IPv4.
+    for a in [[1, 2, 3, 4], [0, 0, 0, 0], [255, 255, 255, 255]] {
+        assert_eq!(
+            Addr::from_v6_mapped(Addr::V4(a).to_v6_mapped()),
+            Addr::V4(a)
+        );
+    }
+    assert_eq!(Addr::from_v6_mapped(CIP6), Addr::V6(CIP6));
+    for i in 0..12 {
+        let mut a = Addr::V4([192, 0, 2, 1]).to_v6_mapped();
+        a[i] ^= 1;
+        assert_eq!(Addr::from_v6_mapped(a), Addr::V6(a), "byte {i} changed");
+    }
 }
 
 /// Every option list of up to 2 bytes, and random longer ones: the parser never panics, and a TOA it

@@ -182,8 +182,9 @@ fn rate(n: usize, mut f: impl FnMut()) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-/// `toa-vmtest workload accept|getpeername|udp|tcp-data N`: one of the benchmark's loads alone, with the module in
-/// whatever state it is (loaded or not), for a profiler to sample (`scripts/profile.sh`).
+/// `toa-vmtest workload accept|getpeername|udp|udp-later|tcp-data N`: one of the benchmark's loads
+/// alone, with the module in whatever state it is (loaded or not), for a profiler to sample
+/// (`scripts/profile.sh`).
 pub(crate) fn workload(ctx: &mut Ctx, what: &str, n: usize) -> i32 {
     allow_fds(n + 4096);
     let mut server = Server::new();
@@ -199,7 +200,8 @@ pub(crate) fn workload(ctx: &mut Ctx, what: &str, n: usize) -> i32 {
             .map(|(s, _)| format!("{:.0} calls/s", lookup_rate(&s, n))),
         // Datagrams with a UOA over row 6's flows (after a pass that creates their mappings when toa
         // is loaded), and data segments on one connection, as rows 6 and 7 send them.
-        "udp" => udp_workload(ctx, n).map(|r| format!("{r:.0} datagrams/s")),
+        "udp" => udp_workload(ctx, n, false).map(|r| format!("{r:.0} datagrams/s")),
+        "udp-later" => udp_workload(ctx, n, true).map(|r| format!("{r:.0} datagrams/s")),
         "tcp-data" => lb_tun()
             .and_then(|tun| tcp_data_round(ctx, tun, 2000, n))
             .map(|r| format!("{r:.0} segments/s")),
@@ -1014,13 +1016,15 @@ fn udp_receive_row(ctx: &mut Ctx, tun: RawFd, rows: &mut Vec<Row>) -> TestResult
     // measured while toa's map is still empty (just loaded): no option, the hook's entry (netfilter's
     // hook call, the protocol and header-length tests, the map's count); another option, also the
     // header copy and the option scan; a UOA, also the trust check, the mapping's update and a counter.
+    // And after each round's UOAs, datagrams without options of the same flows (a balancer's later
+    // datagrams, which carry no option): the lookup that restarts each flow's idle time.
     let (sock, port) = udp_server(ctx)?;
     let [uoa, other, none] = row6_packets(port);
     let mut rx = Receiver::new();
     let mut pass =
         |pkts: &[Vec<u8>], n: usize| pump_udp(tun, &sock, &mut rx, n, |k| &pkts[k % pkts.len()]);
     let (rounds, per, per_context, warm) = (7, 50_000, 20_000, 1024);
-    let mut on = [Vec::new(), Vec::new(), Vec::new()];
+    let mut on = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     let mut off = [Vec::new(), Vec::new(), Vec::new()];
     let mut ratios = Vec::new();
     for _ in 0..rounds {
@@ -1047,17 +1051,21 @@ fn udp_receive_row(ctx: &mut Ctx, tun: RawFd, rows: &mut Vec<Row>) -> TestResult
         );
         on[0].push(pass(&uoa, per)?);
         ratios.push(on[0].last().unwrap() / off[0].last().unwrap());
+        on[3].push(pass(&none, per_context)?);
     }
     // Guest nanoseconds per datagram (instructions under -icount shift=0), with and without toa.
-    let ns: Vec<(f64, f64)> = (0..3)
-        .map(|k| (1e9 / median(&mut on[k]), 1e9 / median(&mut off[k])))
+    // The last: no option, flows known, against the same datagrams without the module.
+    let ns: Vec<(f64, f64)> = [0, 1, 2, 2]
+        .into_iter()
+        .enumerate()
+        .map(|(k, o)| (1e9 / median(&mut on[k]), 1e9 / median(&mut off[o])))
         .collect();
     rows.push(Row {
         what: "6. UDP datagrams/s with a UOA each: toa loaded / no module".into(),
         ratio: median(&mut ratios),
         goal: Goal::AtLeast(0.97),
         context: format!(
-            "{:.0} vs {:.0} datagrams/s ({rounds} interleaved rounds of {per} over {ROW6_FLOWS} flows; rounds {}); per datagram {:.0} vs {:.0} guest ns: toa adds {:.0}; without a UOA, map empty: a same-size other option {:.0} vs {:.0} (+{:.0}), no option {:.0} vs {:.0} (+{:.0})",
+            "{:.0} vs {:.0} datagrams/s ({rounds} interleaved rounds of {per} over {ROW6_FLOWS} flows; rounds {}); per datagram {:.0} vs {:.0} guest ns: toa adds {:.0}; without a UOA, map empty: a same-size other option {:.0} vs {:.0} (+{:.0}), no option {:.0} vs {:.0} (+{:.0}); no option, flows known (a balancer's later datagrams): {:.0} vs {:.0} (+{:.0})",
             1e9 / ns[0].0,
             1e9 / ns[0].1,
             spread(&ratios),
@@ -1070,19 +1078,23 @@ fn udp_receive_row(ctx: &mut Ctx, tun: RawFd, rows: &mut Vec<Row>) -> TestResult
             ns[2].0,
             ns[2].1,
             ns[2].0 - ns[2].1,
+            ns[3].0,
+            ns[3].1,
+            ns[3].0 - ns[3].1,
         ),
     });
     Ok(())
 }
 
-/// Row 6's load alone (`workload udp N`): a pass over its flows, then `n` datagrams with a UOA;
-/// datagrams/s.
-fn udp_workload(ctx: &mut Ctx, n: usize) -> Result<f64, String> {
+/// Row 6's load alone (`workload udp N`): a pass over its flows, then `n` datagrams with a UOA
+/// (`later`: without options, as a balancer sends a flow's later datagrams); datagrams/s.
+fn udp_workload(ctx: &mut Ctx, n: usize, later: bool) -> Result<f64, String> {
     let tun = lb_tun()?;
     let (sock, port) = udp_server(ctx)?;
-    let [pkts, _, _] = row6_packets(port);
+    let [uoa, _, none] = row6_packets(port);
     let mut rx = Receiver::new();
-    pump_udp(tun, &sock, &mut rx, ROW6_FLOWS, |k| &pkts[k])?;
+    pump_udp(tun, &sock, &mut rx, ROW6_FLOWS, |k| &uoa[k])?;
+    let pkts = if later { &none } else { &uoa };
     pump_udp(tun, &sock, &mut rx, n, |k| &pkts[k % pkts.len()])
 }
 
