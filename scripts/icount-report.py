@@ -17,26 +17,28 @@ import subprocess
 import sys
 
 
-def symbols(system_map, log):
-    """Sorted (start address, name) of the kernel's and the module's text symbols."""
+def kernel_symbols(system_map):
+    """(start address, name) of the kernel's text symbols."""
     syms = []
     with open(system_map) as f:
         for line in f:
             parts = line.split()
             if len(parts) >= 3 and parts[1] in "tTwW":
                 syms.append((int(parts[0], 16), parts[2]))
-    with open(log) as f:
+    return syms
+
+
+def per_function(counts, kernel_syms):
+    """Instructions executed per function: each block is counted in the function it starts in. The
+    module's symbols come from the run's log (its load address differs from run to run)."""
+    syms = list(kernel_syms)
+    with open(counts + ".log") as f:
         for line in f:
             parts = line.split()
             if len(parts) >= 4 and parts[0] == "KSYM" and parts[2] in "tT":
                 syms.append((int(parts[1], 16), parts[3]))
     syms.sort()
-    return [a for a, _ in syms], [n for _, n in syms]
-
-
-def per_function(counts, system_map):
-    """Instructions executed per function: each block is counted in the function it starts in."""
-    starts, names = symbols(system_map, counts + ".log")
+    starts, names = [a for a, _ in syms], [n for _, n in syms]
     total = collections.Counter()
     with open(counts) as f:
         for line in f:
@@ -61,7 +63,8 @@ def main():
         sys.exit(__doc__)
     system_map, ops, with_toa, without = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
     top = int(sys.argv[5]) if len(sys.argv) > 5 else 30
-    w, wo = per_function(with_toa, system_map), per_function(without, system_map)
+    kernel_syms = kernel_symbols(system_map)
+    w, wo = per_function(with_toa, kernel_syms), per_function(without, kernel_syms)
     diff = {k: (w[k] - wo[k]) / ops for k in set(w) | set(wo)}
     # toa's own functions count whole; the kernel's only by their difference, which includes noise.
     shown = sorted(diff, key=lambda k: -abs(diff[k]))[:top]
